@@ -1,0 +1,42 @@
+// The Python module torch_ops._C: what was built, and direct bindings for the eager path.
+//
+// Calling torch.ops.torch_ops.<op> parses arguments against the schema in Python-facing
+// C++ (a few microseconds per call); these pybind11 bindings call the same dispatcher
+// ops through cached typed handles instead, so eager calls pay less. Under
+// torch.compile and for tensor subclasses / modes, torch_ops uses torch.ops (see
+// torch_ops/_dispatch.py), and both paths end in the same kernels.
+#include <torch/extension.h>
+
+#include "torch_ops/build_config.h"
+#include "torch_ops/linear.h"
+#include "torch_ops/ops.h"
+
+namespace {
+
+py::dict build_info() {
+  py::dict d;
+  d["version"] = TORCH_OPS_VERSION;
+  d["built_with_torch"] = TORCH_OPS_BUILT_WITH_TORCH;
+  d["cpu_kernels"] = true;
+  d["cuda_kernels"] = static_cast<bool>(TORCH_OPS_WITH_CUDA);
+  d["cuda_version"] = TORCH_OPS_WITH_CUDA ? py::object(py::str(TORCH_OPS_CUDA_VERSION)) : py::object(py::none());
+  py::list archs;
+  std::string all = TORCH_OPS_CUDA_ARCHS;
+  size_t start = 0;
+  while (start < all.size()) {
+    size_t end = all.find(';', start);
+    if (end == std::string::npos) end = all.size();
+    if (end > start) archs.append(all.substr(start, end - start));
+    start = end + 1;
+  }
+  d["cuda_archs"] = archs;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "torch_ops compiled kernels; the ops themselves are torch.ops.torch_ops.*";
+  m.def("build_info", &build_info, "What this library was built with.");
+  m.def("linear", &torch_ops::ops::linear, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none());
+}

@@ -1,0 +1,30 @@
+"""torch_ops: hand-written CPU and CUDA kernels for PyTorch operators.
+
+Every op is reachable four ways, all ending in the same kernels:
+
+* dispatcher op:      ``torch.ops.torch_ops.linear(x, w, b)``
+* functional:         ``torch_ops.linear(x, w, b)`` (same signature as ``torch.nn.functional``)
+* autograd Function:  ``torch_ops.autograd.LinearFunction.apply(x, w, b)``
+* modules:            ``torch_ops.nn.Linear``, ``torch_ops.nn.convert(model)``
+"""
+
+import torch
+
+from . import _load
+
+_C = _load.load_library()  # registers torch.ops.torch_ops.*
+
+from . import autograd, nn  # noqa: E402
+from ._build import VERSION as __version__  # noqa: E402
+from .linear import linear  # noqa: E402
+
+
+def build_info() -> dict:
+    """What this torch_ops was built with: version, torch version, CPU/CUDA kernels, archs."""
+    info = dict(_C.build_info())
+    info["torch"] = torch.__version__
+    info["cuda_available"] = torch.cuda.is_available()
+    return info
+
+
+__all__ = ["linear", "autograd", "nn", "build_info", "__version__"]
