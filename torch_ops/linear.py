@@ -100,22 +100,30 @@ class LinearFunction(torch.autograd.Function):
 # Fake (meta) kernels: shapes, dtypes and the same checks, for torch.compile and opcheck.
 
 
+def _check_like(a, a_name, b, b_name, op):
+    """The dtype and device checks of the C++ kernels (csrc/include/torch_ops/checks.h)."""
+    torch._check(a.dtype == b.dtype, lambda: f"torch_ops.{op}: expected {b_name} to have the dtype of {a_name} ({a.dtype}), got {b.dtype}")
+    torch._check(a.device == b.device, lambda: f"torch_ops.{op}: expected {b_name} to be on the device of {a_name} ({a.device}), got {b.device}")
+
+
 @torch.library.register_fake("torch_ops::linear")
 def _linear_fake(input, weight, bias=None):
     torch._check(input.dim() >= 1, lambda: f"torch_ops.linear: expected input to have at least 1 dimension, got {input.dim()}-D")
     torch._check(weight.dim() == 2, lambda: f"torch_ops.linear: expected weight to be 2-D, got {weight.dim()}-D")
-    torch._check(input.dtype == weight.dtype, lambda: f"torch_ops.linear: expected weight to have the dtype of input ({input.dtype}), got {weight.dtype}")
+    _check_like(input, "input", weight, "weight", "linear")
     torch._check(
         input.shape[-1] == weight.shape[1],
         lambda: f"torch_ops.linear: expected input.size(-1) to equal in_features = weight.size(1) = {weight.shape[1]}, got input shape {tuple(input.shape)}",
     )
     if bias is not None:
+        _check_like(input, "input", bias, "bias", "linear")
         torch._check(bias.dim() == 1 and bias.shape[0] == weight.shape[0], lambda: f"torch_ops.linear: expected bias of shape ({weight.shape[0]},), got {tuple(bias.shape)}")
     return input.new_empty((*input.shape[:-1], weight.shape[0]))
 
 
 @torch.library.register_fake("torch_ops::linear_grad_weight")
 def _linear_grad_weight_fake(grad_output, input):
+    _check_like(grad_output, "grad_output", input, "input", "linear_grad_weight")
     torch._check(grad_output.dim() == input.dim() and grad_output.shape[:-1] == input.shape[:-1], lambda: "torch_ops.linear_grad_weight: expected input and grad_output to have the same leading dimensions")
     return grad_output.new_empty((grad_output.shape[-1], input.shape[-1]))
 
