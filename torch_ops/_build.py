@@ -66,6 +66,9 @@ def prepare_cuda_env() -> str | None:
     return home
 
 
+_CUDA_LIB_WHEELS = ("cuda_runtime", "cublas", "cusparse", "cusolver", "curand", "cufft", "cuda_nvrtc")
+
+
 def nvidia_wheel_include_dirs() -> list[str]:
     """Headers shipped by the ``nvidia-*`` wheels that the pip CUDA build of torch uses.
 
@@ -78,8 +81,10 @@ def nvidia_wheel_include_dirs() -> list[str]:
         base = os.path.join(entry or ".", "nvidia")
         if not os.path.isdir(base):
             continue
-        for inc in sorted(glob.glob(os.path.join(base, "*", "include"))):
-            if inc not in dirs:
+        found = sorted(glob.glob(os.path.join(base, "cu[0-9]*", "include")))  # cu13, cu12 bundles
+        found += [os.path.join(base, lib, "include") for lib in _CUDA_LIB_WHEELS]  # one wheel per library
+        for inc in found:
+            if os.path.isdir(inc) and inc not in dirs:
                 dirs.append(inc)
     return dirs
 

@@ -132,3 +132,26 @@ def _linear_grad_weight_fake(grad_output, input):
 def _linear_grad_bias_fake(grad_output):
     torch._check(grad_output.dim() >= 1, lambda: "torch_ops.linear_grad_bias: expected grad_output to have at least 1 dimension")
     return grad_output.new_empty((grad_output.shape[-1],))
+
+
+def bench_cases():
+    """Benchmark cases (``python -m torch_ops.bench``): torch_ops.linear vs F.linear, with bias.
+
+    small is overhead-bound; large is the acceptance case (torch_ops.linear >= 0.95x F.linear).
+    """
+    import torch.nn.functional as F
+
+    from .bench import Case
+
+    def case(name, m, k, n):
+        def make_inputs(device, dtype):
+            x = torch.randn(m, k, device=device, dtype=dtype, requires_grad=True)
+            w = (torch.randn(n, k, device=device, dtype=dtype) / k**0.5).requires_grad_()
+            b = torch.randn(n, device=device, dtype=dtype, requires_grad=True)
+            return x, w, b
+
+        shape = f"x {m}x{k}, W {n}x{k}, b {n}"
+        return Case("linear", name, shape, make_inputs, ours=linear, eager=F.linear,
+                    flops_fwd=2 * m * n * k, flops_bwd=4 * m * n * k)  # fmt: skip
+
+    return [case("small", 32, 64, 64), case("medium", 512, 1024, 1024), case("large", 4096, 1024, 1024)]
