@@ -8,6 +8,7 @@
 #include <torch/extension.h>
 
 #include "torch_ops/build_config.h"
+#include "torch_ops/cpu_isa.h"
 #include "torch_ops/linear.h"
 #include "torch_ops/ops.h"
 
@@ -30,6 +31,8 @@ py::dict build_info() {
     start = end + 1;
   }
   d["cuda_archs"] = archs;
+  d["cpu_isa"] = torch_ops::cpu::isa_name(torch_ops::cpu::isa());
+  d["cpu_isa_hardware"] = torch_ops::cpu::isa_name(torch_ops::cpu::hardware_isa());
   return d;
 }
 
@@ -38,5 +41,15 @@ py::dict build_info() {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "torch_ops compiled kernels; the ops themselves are torch.ops.torch_ops.*";
   m.def("build_info", &build_info, "What this library was built with.");
+  m.def(
+      "_set_cpu_isa",
+      [](const std::string& name) {
+        using torch_ops::cpu::Isa;
+        const Isa cap = name == "avx512" ? Isa::Avx512 : name == "avx2" ? Isa::Avx2 : Isa::Default;
+        TORCH_CHECK(name == "avx512" || name == "avx2" || name == "default",
+                    "torch_ops: unknown CPU instruction set '", name, "' (default, avx2, avx512)");
+        return std::string(torch_ops::cpu::isa_name(torch_ops::cpu::set_isa_cap(cap)));
+      },
+      "Cap the instruction set of the CPU kernels (tests, benchmarks); returns the one in use.");
   m.def("linear", &torch_ops::ops::linear, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none());
 }

@@ -32,3 +32,23 @@ def device_dtype_params():
         for dt in dtypes_for(name):
             out.append(pytest.param(name, dt, marks=marks, id=f"{name}-{str(dt).split('.')[-1]}"))
     return out
+
+
+def cpu_isas():
+    """The CPU kernel variants this machine can run (torch_ops/cpu_isa.h)."""
+    import torch_ops
+
+    order = ["default", "avx2", "avx512"]
+    hw = torch_ops.build_info()["cpu_isa_hardware"]
+    return order[: order.index(hw) + 1]
+
+
+@pytest.fixture(params=cpu_isas())
+def cpu_isa(request):
+    """Run a test once per CPU kernel variant, then restore the one in use."""
+    import torch_ops
+
+    before = torch_ops.build_info()["cpu_isa"]
+    assert torch_ops._C._set_cpu_isa(request.param) == request.param
+    yield request.param
+    torch_ops._C._set_cpu_isa(before)

@@ -102,8 +102,9 @@ def test_noncontiguous_and_expanded(device):
 
 @pytest.mark.parametrize("device", ALL_DEVICES)
 @pytest.mark.parametrize("rows,cols", [(4096, 3), (3, 5000), (1000, 1000), (1, 1), (257, 33), (0, 7)])
-def test_grad_bias_kernel(device, rows, cols):
-    """The bias reduction on shapes that take each of its paths (tall, wide, tails)."""
+def test_grad_bias_kernel(device, rows, cols, cpu_isa):
+    """The bias reduction on shapes that take each of its paths (tall, wide, tails), with
+    each CPU instruction-set variant."""
     torch.manual_seed(0)
     for dtype in (torch.float64, torch.float32, torch.bfloat16):
         g = torch.randn(rows, cols, device=device, dtype=torch.float64)
@@ -438,6 +439,7 @@ def test_build_info():
     assert info["built_with_torch"] == torch.__version__
     assert info["cpu_kernels"] is True
     assert isinstance(info["cuda_kernels"], bool)
+    assert info["cpu_isa"] in ("default", "avx2", "avx512")
     if info["cuda_kernels"]:
         assert info["cuda_archs"], "a CUDA build names its architectures"
         assert info["cuda_version"]

@@ -123,14 +123,26 @@ def cuda_arch_list() -> list[str]:
         # -gencode=arch=compute_90,code=sm_90  /  code=compute_90 (PTX)
         code = flag.split("code=")[-1]
         if code.startswith("sm_"):
-            archs.append(code[3:])
+            archs.append(_dotted(code[3:]))
         elif code.startswith("compute_"):
-            archs.append(code[8:] + "+PTX")
+            archs.append(_dotted(code[8:]) + "+PTX")
     return archs
+
+
+def _dotted(sm: str) -> str:
+    """'90' -> '9.0', '100a' -> '10.0a': the spelling of TORCH_CUDA_ARCH_LIST."""
+    suffix = sm[-1] if sm[-1].isalpha() else ""
+    digits = sm[: len(sm) - len(suffix)]
+    return f"{digits[:-1]}.{digits[-1]}{suffix}"
 
 
 def sources(with_cuda: bool) -> list[str]:
     files = sorted(glob.glob(os.path.join(CSRC, "**", "*.cpp"), recursive=True))
+    # The portable CPU kernels link first: an inline function that the AVX2/AVX-512 kernel
+    # files also compiled for their instruction set then resolves to the portable copy.
+    default = os.path.join(CSRC, "cpu", "isa_default.cpp")
+    files.remove(default)
+    files.insert(0, default)
     if with_cuda:
         files += sorted(glob.glob(os.path.join(CUDA_SRC, "**", "*.cu"), recursive=True))
     return files
@@ -159,7 +171,7 @@ def write_config_header(out_dir: str, with_cuda: bool, archs: list[str]) -> str:
 
 def compile_args(with_cuda: bool, debug: bool = False) -> dict[str, list[str]]:
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    args = {"cxx": opt + ["-fvisibility=hidden", "-Wall", "-Wno-unused-function"]}
+    args = {"cxx": opt + ["-fvisibility=hidden", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"]}
     if with_cuda:
         args["nvcc"] = opt + ["--expt-relaxed-constexpr"]
     return args

@@ -13,6 +13,14 @@
 #include <array>
 #include <optional>
 
+#include "torch_ops/cpu_isa.h"
+
+// out[j] = sum_i data[i * row_stride + j] over a (rows, cols) matrix with unit column
+// stride, in opmath precision (csrc/cpu/kernels/linear.h, one variant per instruction set).
+TORCH_OPS_DECLARE_CPU_KERNEL(void, linear_column_sum,
+                             (at::ScalarType dtype, const void* data, int64_t rows, int64_t cols, int64_t row_stride,
+                              void* out))
+
 namespace torch_ops::linear {
 
 // Device-generic host code (csrc/linear.cpp): checks, reshapes, GEMM library calls.
