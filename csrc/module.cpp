@@ -51,5 +51,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         return std::string(torch_ops::cpu::isa_name(torch_ops::cpu::set_isa_cap(cap)));
       },
       "Cap the instruction set of the CPU kernels (tests, benchmarks); returns the one in use.");
-  m.def("linear", &torch_ops::ops::linear, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none());
+  // The GIL is released around the call, as torch's own bindings do.
+  m.def("linear", &torch_ops::ops::linear, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(),
+        py::call_guard<py::gil_scoped_release>());
 }

@@ -307,8 +307,8 @@ def _error_cases():
         ((x, torch.randn(2, 3, 1), b), r"torch_ops\.linear: expected weight to be 2-D, got 3-D"),
         ((torch.randn(()), w, b), r"torch_ops\.linear: expected input to have at least 1 dimension"),
         ((torch.randn(4, 5), w, b), r"torch_ops\.linear: expected input\.size\(-1\) to equal in_features = weight\.size\(1\) = 3"),
-        ((x, w, torch.randn(3)), r"torch_ops\.linear: expected bias\.size\(0\) == 2"),
-        ((x, w, torch.randn(2, 2)), r"torch_ops\.linear: expected bias to be 1-D"),
+        ((x, w, torch.randn(3)), r"torch_ops\.linear: expected bias(\.size\(0\) == 2| to broadcast to the output shape)"),
+        ((x, w, torch.randn(2, 2)), r"torch_ops\.linear: expected bias to (be 1-D|broadcast to the output shape)"),
         ((x, w.double(), b), r"torch_ops\.linear: expected weight to have the dtype of input \(Float\), got Double"),
         ((x, w, b.double()), r"torch_ops\.linear: expected bias to have the dtype of input \(Float\), got Double"),
         ((x.long(), w.long(), b.long()), r"torch_ops\.linear: expected input to have a floating-point dtype"),
@@ -355,7 +355,61 @@ def test_torch_function_override_is_honoured():
     x = torch.randn(4, 3).as_subclass(Traced)
     y = torch_ops.linear(x, torch.randn(2, 3))
     assert y.shape == (4, 2)
-    assert any("torch_ops.linear" in str(f) or "torch_ops::linear" in str(f) for f in seen)
+    assert torch_ops.linear in seen
+
+
+def test_fx_symbolic_trace():
+    """FX sees torch_ops.linear as one call, as it sees F.linear."""
+    gm = torch.fx.symbolic_trace(torch_ops.nn.Linear(4, 5))
+    assert any(n.op == "call_function" and n.target is torch_ops.linear for n in gm.graph.nodes)
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(gm(x), F.linear(x, gm.weight, gm.bias))
+
+
+@pytest.mark.parametrize("bias_shape", [(1,), (4, 3), (1, 3), ()])
+def test_bias_broadcasting(bias_shape):
+    """Biases F.linear accepts beyond (out,): anything that broadcasts to the output."""
+    x = torch.randn(2, 4, 5, dtype=torch.float64, requires_grad=True) if bias_shape != (4, 3) else torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(bias_shape, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(torch_ops.linear(x, w, b), F.linear(x, w, b))
+    assert gradcheck(torch_ops.linear, (x, w, b))
+    with pytest.raises(RuntimeError, match="torch_ops.linear: expected bias to broadcast to the output shape"):
+        torch_ops.linear(x, w, torch.randn(7, 1, 1, 1, 3, dtype=torch.float64))
+
+
+def test_autocast_cpu():
+    """Under autocast linear runs in bfloat16 like F.linear, and the backward works."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, requires_grad=True)
+    w = torch.randn(4, 16, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    ref = [t.detach().clone().requires_grad_() for t in (x, w, b)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = torch_ops.linear(x, w, b)
+        y_ref = F.linear(*ref)
+    assert y.dtype == y_ref.dtype == torch.bfloat16
+    torch.testing.assert_close(y, y_ref)
+    y.float().pow(2).sum().backward()
+    y_ref.float().pow(2).sum().backward()
+    for a, r in zip((x, w, b), ref):
+        assert a.grad.dtype == torch.float32
+        torch.testing.assert_close(a.grad, r.grad, rtol=2e-2, atol=2e-2)  # bfloat16 products: as torch's
+    # under autocast, a float32 weight with a bfloat16 input is accepted, as by F.linear
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch_ops.linear(x.bfloat16(), w).dtype == torch.bfloat16
+
+
+def test_forward_mode_ad_is_refused_loudly():
+    x, w = torch.randn(3, 4, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="forward-mode AD"):
+        torch.func.jvp(lambda a: torch_ops.linear(a, w), (x,), (torch.ones_like(x),))
+
+
+def test_float8_is_refused():
+    g = torch.randn(3, 4).to(torch.float8_e4m3fn)
+    with pytest.raises(RuntimeError, match="torch_ops.linear_grad_bias: expected grad_output to have a floating-point dtype"):
+        OPS.linear_grad_bias(g)
 
 
 # ----------------------------------------------------------------------------- modules

@@ -169,11 +169,19 @@ def write_config_header(out_dir: str, with_cuda: bool, archs: list[str]) -> str:
     return path
 
 
+def openmp_flags() -> list[str]:
+    """-fopenmp when torch parallelises with OpenMP: without it at::parallel_for in our
+    kernels silently runs on one thread (ATen/ParallelOpenMP.h needs _OPENMP)."""
+    import torch
+
+    return ["-fopenmp"] if torch.backends.openmp.is_available() else []
+
+
 def compile_args(with_cuda: bool, debug: bool = False) -> dict[str, list[str]]:
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    args = {"cxx": opt + ["-fvisibility=hidden", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"]}
+    args = {"cxx": opt + openmp_flags() + ["-fvisibility=hidden", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"]}
     if with_cuda:
-        args["nvcc"] = opt + ["--expt-relaxed-constexpr"]
+        args["nvcc"] = opt + ["--expt-relaxed-constexpr"] + [f"-Xcompiler={f}" for f in openmp_flags()]
     return args
 
 

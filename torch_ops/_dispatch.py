@@ -2,13 +2,14 @@
 
 Both entries end in the same registered kernels (autograd included):
 
-* ``torch.ops.torch_ops.<op>``: what torch.compile traces, and what honours
-  ``__torch_function__`` overrides and torch-function modes;
+* ``torch.ops.torch_ops.<op>``: what torch.compile traces;
 * ``torch_ops._C.<op>``: a pybind11 binding that calls the dispatcher through a cached
   typed handle, skipping the schema-driven argument parsing of torch.ops (a few µs).
 
-The functional ops take the direct binding only when nothing Python-level needs to see
-the call.
+A functional op first hands the call to ``__torch_function__`` overrides and modes
+(``handle_torch_function``, as torch.nn.functional does, so FX tracing and tensor
+subclasses see ``torch_ops.<op>`` itself), then takes torch.ops while compiling and the
+direct binding otherwise.
 """
 
 import torch
@@ -16,7 +17,3 @@ import torch
 _has_torch_function = torch._C._has_torch_function
 _is_compiling = torch.compiler.is_compiling
 
-
-def use_torch_ops(args: tuple) -> bool:
-    """True when the call must go through torch.ops: compiling, or an override/mode active."""
-    return _is_compiling() or _has_torch_function(args)

@@ -17,56 +17,67 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from torch.overrides import handle_torch_function
+
 from . import _C
-from ._dispatch import use_torch_ops
+from ._dispatch import _has_torch_function, _is_compiling
 
 _op = torch.ops.torch_ops.linear.default
 _fast = _C.linear
 
 
-def _canonical_weight_bias(weight: Tensor, bias: Optional[Tensor]):
+def _linear_general(input: Tensor, weight: Tensor, bias: Optional[Tensor], entry) -> Tensor:
     """What F.linear accepts beyond the op's (out, in) weight and (out,) bias.
 
-    A 1-D weight (in,) is one output feature whose dimension is dropped; a 0-D bias (or a
-    (1,) bias for a single output) broadcasts. Returns (weight, bias, squeeze_last).
+    A 1-D weight (in,) is one output feature whose dimension is dropped; a bias of any
+    other shape is added after the GEMM, broadcast to the output without changing its
+    shape (as F.linear's in-place add does). Gradients flow through torch's views/adds.
     """
     squeeze = weight.dim() == 1
     if squeeze:
         weight = weight.unsqueeze(0)
-    if bias is not None and bias.dim() != 1 or (squeeze and bias is not None):
-        if bias.dim() == 0 or (bias.dim() == 1 and bias.shape[0] == 1):
-            bias = bias.reshape(1).expand(weight.shape[0])
-        elif not squeeze:
-            raise RuntimeError(
-                f"torch_ops.linear: expected bias to be 1-D with out_features = {weight.shape[0]} elements "
-                f"(or 0-D), got shape {tuple(bias.shape)}"
-            )
-        else:
-            raise RuntimeError(
-                "torch_ops.linear: with a 1-D weight the output has no feature dimension, so bias must be "
-                f"0-D (or have one element), got shape {tuple(bias.shape)}"
-            )
-    return weight, bias, squeeze
+    if weight.dim() != 2:  # let the op raise its error
+        return entry(input, weight, bias)
+    if bias is not None and bias.dim() == 1 and bias.shape[0] == 1 and not squeeze:
+        out = entry(input, weight, bias.expand(weight.shape[0]))
+    else:
+        out = entry(input, weight, None)
+        if squeeze:
+            out = out.squeeze(-1)
+        if bias is not None:
+            try:
+                shape = torch.broadcast_shapes(out.shape, bias.shape)
+            except RuntimeError:
+                shape = None
+            if shape != out.shape:
+                raise RuntimeError(
+                    f"torch_ops.linear: expected bias to broadcast to the output shape {tuple(out.shape)}, got "
+                    f"shape {tuple(bias.shape)} (use ({weight.shape[0]},) or ())"
+                )
+            out = out + bias
+        return out
+    return out.squeeze(-1) if squeeze else out
 
 
 def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """``torch.nn.functional.linear`` with torch_ops kernels: y = input @ weight.T + bias.
 
     input (*, in_features); weight (out_features, in_features) or (in_features,);
-    bias (out_features,), () or None. Differentiable to any order.
+    bias (out_features,), (), or any shape that broadcasts to the output; None.
+    Differentiable to any order.
     """
+    compiling = _is_compiling()
+    if not compiling and _has_torch_function((input, weight, bias)):
+        return handle_torch_function(linear, (input, weight, bias), input, weight, bias=bias)
     if not isinstance(input, Tensor) or not isinstance(weight, Tensor) or not (bias is None or isinstance(bias, Tensor)):
         raise TypeError(
             "torch_ops.linear: expected input, weight (and bias) to be Tensors, got "
             f"{type(input).__name__}, {type(weight).__name__}, {type(bias).__name__}"
         )
-    if weight.dim() != 2 or (bias is not None and bias.dim() != 1):
-        weight, bias, squeeze = _canonical_weight_bias(weight, bias)
-        out = _op(input, weight, bias) if use_torch_ops((input, weight, bias)) else _fast(input, weight, bias)
-        return out.squeeze(-1) if squeeze else out
-    if use_torch_ops((input, weight, bias)):
-        return _op(input, weight, bias)
-    return _fast(input, weight, bias)
+    entry = _op if compiling else _fast
+    if weight.dim() != 2 or (bias is not None and (bias.dim() != 1 or bias.shape[0] != weight.shape[0])):
+        return _linear_general(input, weight, bias, entry)
+    return entry(input, weight, bias)
 
 
 class LinearFunction(torch.autograd.Function):
@@ -100,6 +111,13 @@ class LinearFunction(torch.autograd.Function):
 # Fake (meta) kernels: shapes, dtypes and the same checks, for torch.compile and opcheck.
 
 
+_FLOATS = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+
+
+def _check_float(t, name, op):
+    torch._check(t.dtype in _FLOATS, lambda: f"torch_ops.{op}: expected {name} to have a floating-point dtype (float64, float32, float16 or bfloat16), got {t.dtype}")
+
+
 def _check_like(a, a_name, b, b_name, op):
     """The dtype and device checks of the C++ kernels (csrc/include/torch_ops/checks.h)."""
     torch._check(a.dtype == b.dtype, lambda: f"torch_ops.{op}: expected {b_name} to have the dtype of {a_name} ({a.dtype}), got {b.dtype}")
@@ -110,6 +128,7 @@ def _check_like(a, a_name, b, b_name, op):
 def _linear_fake(input, weight, bias=None):
     torch._check(input.dim() >= 1, lambda: f"torch_ops.linear: expected input to have at least 1 dimension, got {input.dim()}-D")
     torch._check(weight.dim() == 2, lambda: f"torch_ops.linear: expected weight to be 2-D, got {weight.dim()}-D")
+    _check_float(input, "input", "linear")
     _check_like(input, "input", weight, "weight", "linear")
     torch._check(
         input.shape[-1] == weight.shape[1],
@@ -123,6 +142,8 @@ def _linear_fake(input, weight, bias=None):
 
 @torch.library.register_fake("torch_ops::linear_grad_weight")
 def _linear_grad_weight_fake(grad_output, input):
+    torch._check(grad_output.dim() >= 1, lambda: "torch_ops.linear_grad_weight: expected grad_output to have at least 1 dimension")
+    _check_float(grad_output, "grad_output", "linear_grad_weight")
     _check_like(grad_output, "grad_output", input, "input", "linear_grad_weight")
     torch._check(grad_output.dim() == input.dim() and grad_output.shape[:-1] == input.shape[:-1], lambda: "torch_ops.linear_grad_weight: expected input and grad_output to have the same leading dimensions")
     return grad_output.new_empty((grad_output.shape[-1], input.shape[-1]))
@@ -131,6 +152,7 @@ def _linear_grad_weight_fake(grad_output, input):
 @torch.library.register_fake("torch_ops::linear_grad_bias")
 def _linear_grad_bias_fake(grad_output):
     torch._check(grad_output.dim() >= 1, lambda: "torch_ops.linear_grad_bias: expected grad_output to have at least 1 dimension")
+    _check_float(grad_output, "grad_output", "linear_grad_bias")
     return grad_output.new_empty((grad_output.shape[-1],))
 
 

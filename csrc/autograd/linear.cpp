@@ -1,7 +1,9 @@
 // Autograd for the linear family, at the Autograd dispatch key (C++: no Python on the
 // eager path). Every backward is made of the family's dispatcher ops, which have
 // autograd of their own here, so derivatives of any order exist (gradgradcheck).
+#include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
@@ -14,7 +16,13 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-bool any_requires_grad(std::initializer_list<const at::Tensor*> ts) {
+// Whether the call needs an autograd node. Forward-mode AD (dual tensors, torch.func.jvp)
+// is refused loudly: a C++ torch::autograd::Function has no jvp, and skipping the node
+// would drop the tangent silently.
+bool any_requires_grad(const char* op, std::initializer_list<const at::Tensor*> ts) {
+  for (const auto* t : ts)
+    TORCH_CHECK(!t->defined() || !t->_fw_grad(/*level=*/0).defined(), "torch_ops.", op,
+                ": forward-mode AD (dual tensors, torch.func.jvp/jacfwd) is not supported; use reverse mode");
   if (!at::GradMode::is_enabled()) return false;
   for (const auto* t : ts)
     if (t->defined() && t->requires_grad()) return true;
@@ -76,7 +84,7 @@ struct GradBiasNode : torch::autograd::Function<GradBiasNode> {
 // The Autograd-key kernels. When no input needs a gradient, skip the node entirely.
 at::Tensor linear_autograd(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
   const at::Tensor none;
-  if (!any_requires_grad({&input, &weight, bias.has_value() ? &*bias : &none})) {
+  if (!any_requires_grad("linear", {&input, &weight, bias.has_value() ? &*bias : &none})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::linear(input, weight, bias);
   }
@@ -84,7 +92,7 @@ at::Tensor linear_autograd(const at::Tensor& input, const at::Tensor& weight, co
 }
 
 at::Tensor grad_weight_autograd(const at::Tensor& grad_output, const at::Tensor& input) {
-  if (!any_requires_grad({&grad_output, &input})) {
+  if (!any_requires_grad("linear_grad_weight", {&grad_output, &input})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::linear_grad_weight(grad_output, input);
   }
@@ -92,14 +100,47 @@ at::Tensor grad_weight_autograd(const at::Tensor& grad_output, const at::Tensor&
 }
 
 at::Tensor grad_bias_autograd(const at::Tensor& grad_output) {
-  if (!any_requires_grad({&grad_output})) {
+  if (!any_requires_grad("linear_grad_bias", {&grad_output})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::linear_grad_bias(grad_output);
   }
   return GradBiasNode::apply(grad_output);
 }
 
+// Autocast: linear runs in the autocast dtype, as torch's linear does (cast to the lower
+// precision, then the call below autocast). With autocast excluded for the whole call,
+// the GEMMs inside our kernels keep the dtype of their inputs, as the fake kernels say.
+template <c10::DeviceType device>
+at::Tensor linear_autocast(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  const auto dtype = at::autocast::get_lower_precision_fp_from_device_type(device);
+  return ops::linear(at::autocast::cached_cast(dtype, input, device), at::autocast::cached_cast(dtype, weight, device),
+                     at::autocast::cached_cast(dtype, bias, device));
+}
+
+// The gradient ops run in their inputs' dtype: only autocast is switched off.
+at::Tensor grad_weight_no_autocast(const at::Tensor& grad_output, const at::Tensor& input) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  return ops::linear_grad_weight(grad_output, input);
+}
+at::Tensor grad_bias_no_autocast(const at::Tensor& grad_output) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  return ops::linear_grad_bias(grad_output);
+}
+
 }  // namespace
+
+TORCH_LIBRARY_IMPL(torch_ops, AutocastCPU, m) {
+  m.impl("linear", &linear_autocast<c10::DeviceType::CPU>);
+  m.impl("linear_grad_weight", &grad_weight_no_autocast);
+  m.impl("linear_grad_bias", &grad_bias_no_autocast);
+}
+
+TORCH_LIBRARY_IMPL(torch_ops, AutocastCUDA, m) {
+  m.impl("linear", &linear_autocast<c10::DeviceType::CUDA>);
+  m.impl("linear_grad_weight", &grad_weight_no_autocast);
+  m.impl("linear_grad_bias", &grad_bias_no_autocast);
+}
 
 TORCH_LIBRARY_IMPL(torch_ops, Autograd, m) {
   m.impl("linear", &linear_autograd);

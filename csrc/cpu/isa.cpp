@@ -2,6 +2,8 @@
 #include "torch_ops/cpu_isa.h"
 
 #include <atomic>
+#include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -30,6 +32,7 @@ Isa cap_from_env() {
     if (s == "default") return Isa::Default;
     if (s == "avx2") return Isa::Avx2;
     if (s == "avx512") return Isa::Avx512;
+    std::fprintf(stderr, "torch_ops: ignoring %s=%s (expected default, avx2 or avx512)\n", var, v);
   }
   return Isa::Avx512;
 }

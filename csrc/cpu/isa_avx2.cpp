@@ -1,14 +1,12 @@
-// The CPU kernels for x86-64 CPUs with AVX2 and FMA (see torch_ops/cpu_isa.h). The target
-// pragma comes before every include, so ATen's 256-bit Vectorized is compiled here.
-// Inline functions of the headers are compiled for AVX2 here too: setup.py links
-// isa_default.cpp first, so where both define one the linker keeps the portable copy.
-#if defined(__x86_64__) && defined(__GNUC__)
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
+// The CPU kernels for x86-64 CPUs with AVX2, FMA and F16C (see torch_ops/cpu_isa.h).
+// The portable headers come first (kernels/prelude.h); then the target switches, and
+// ATen's 256-bit Vectorized and our kernels are compiled for it.
+#include "kernels/prelude.h"
+
+#if TORCH_OPS_X86
+#pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
-#endif
-// g++ does not define the feature macros for a target pragma; the headers test them.
+// g++ does not define the feature macros for a target pragma; sleef.h and ATen test them.
 #define __AVX__ 1
 #define __AVX2__ 1
 #define __FMA__ 1
@@ -16,8 +14,9 @@
 #define CPU_CAPABILITY AVX2
 #define CPU_CAPABILITY_AVX2
 #define TORCH_OPS_ISA AVX2
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
 #include "kernels/all.h"
-#if defined(__clang__)
-#pragma clang attribute pop
-#endif
+#pragma GCC pop_options
 #endif

@@ -22,8 +22,13 @@ inline void check_min_dim(const at::Tensor& t, int64_t dim, const char* op, cons
               t.dim(), "-D");
 }
 
+// The dtypes every op computes in (float8 and complex are not among them).
+inline bool is_supported_float(at::ScalarType t) {
+  return t == at::kDouble || t == at::kFloat || t == at::kHalf || t == at::kBFloat16;
+}
+
 inline void check_floating(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), "torch_ops.", op, ": expected ", name,
+  TORCH_CHECK(is_supported_float(t.scalar_type()), "torch_ops.", op, ": expected ", name,
               " to have a floating-point dtype (float64, float32, float16 or bfloat16), got ", t.scalar_type());
 }
 

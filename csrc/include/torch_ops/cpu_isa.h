@@ -5,7 +5,9 @@
 // every such header once per instruction set, with the matching target and ATen's
 // CPU_CAPABILITY macros, so `at::vec::Vectorized` is 256- or 512-bit wide there. A
 // caller declares an entry point with TORCH_OPS_DECLARE_CPU_KERNEL and calls it through
-// TORCH_OPS_CPU_KERNEL(name), which picks the best variant this CPU runs.
+// TORCH_OPS_CPU_KERNEL(name), which picks the best variant this CPU runs. The kernel files
+// hold only the vector loops on raw pointers: no dispatch on dtype, no error strings, no
+// allocation (those stay in csrc/cpu/<family>.cpp, compiled for the portable target).
 #pragma once
 
 namespace torch_ops::cpu {
@@ -25,31 +27,50 @@ Isa set_isa_cap(Isa cap);
 
 }  // namespace torch_ops::cpu
 
-#if defined(__x86_64__) || defined(_M_X64)
+// The per-ISA files need GCC/clang target pragmas; elsewhere only the portable variant.
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
 #define TORCH_OPS_X86 1
-#define TORCH_OPS_DECLARE_CPU_KERNEL(ret, name, args) \
-  namespace torch_ops::cpu {                          \
-  namespace DEFAULT {                                 \
-  ret name args;                                      \
-  }                                                   \
-  namespace AVX2 {                                    \
-  ret name args;                                      \
-  }                                                   \
-  namespace AVX512 {                                  \
-  ret name args;                                      \
-  }                                                   \
-  }
-#define TORCH_OPS_CPU_KERNEL(name)                                                     \
-  (::torch_ops::cpu::isa() == ::torch_ops::cpu::Isa::Avx512 ? &::torch_ops::cpu::AVX512::name \
-   : ::torch_ops::cpu::isa() == ::torch_ops::cpu::Isa::Avx2 ? &::torch_ops::cpu::AVX2::name   \
-                                                            : &::torch_ops::cpu::DEFAULT::name)
 #else
 #define TORCH_OPS_X86 0
-#define TORCH_OPS_DECLARE_CPU_KERNEL(ret, name, args) \
-  namespace torch_ops::cpu {                          \
-  namespace DEFAULT {                                 \
-  ret name args;                                      \
-  }                                                   \
+#endif
+
+// Declares a kernel (any declaration, templates included) in each variant's namespace.
+#if TORCH_OPS_X86
+#define TORCH_OPS_DECLARE_CPU_KERNEL(...) \
+  namespace torch_ops::cpu {              \
+  namespace DEFAULT {                     \
+  __VA_ARGS__                             \
+  }                                       \
+  namespace AVX2 {                        \
+  __VA_ARGS__                             \
+  }                                       \
+  namespace AVX512 {                      \
+  __VA_ARGS__                             \
+  }                                       \
+  }
+// The variant of kernel `name` for the instruction set in use (a function pointer).
+#define TORCH_OPS_CPU_KERNEL(name) (::torch_ops::cpu::pick(&::torch_ops::cpu::DEFAULT::name, \
+                                    &::torch_ops::cpu::AVX2::name, &::torch_ops::cpu::AVX512::name))
+#else
+#define TORCH_OPS_DECLARE_CPU_KERNEL(...) \
+  namespace torch_ops::cpu {              \
+  namespace DEFAULT {                     \
+  __VA_ARGS__                             \
+  }                                       \
   }
 #define TORCH_OPS_CPU_KERNEL(name) (&::torch_ops::cpu::DEFAULT::name)
 #endif
+
+namespace torch_ops::cpu {
+template <typename Fn>
+inline Fn pick(Fn portable, Fn avx2, Fn avx512) {
+  switch (isa()) {
+    case Isa::Avx512:
+      return avx512;
+    case Isa::Avx2:
+      return avx2;
+    default:
+      return portable;
+  }
+}
+}  // namespace torch_ops::cpu

@@ -9,17 +9,19 @@
 // so every order of derivative is available.
 #pragma once
 
+#include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
 #include <array>
 #include <optional>
 
 #include "torch_ops/cpu_isa.h"
 
-// out[j] = sum_i data[i * row_stride + j] over a (rows, cols) matrix with unit column
-// stride, in opmath precision (csrc/cpu/kernels/linear.h, one variant per instruction set).
-TORCH_OPS_DECLARE_CPU_KERNEL(void, linear_column_sum,
-                             (at::ScalarType dtype, const void* data, int64_t rows, int64_t cols, int64_t row_stride,
-                              void* out))
+// acc[j - c0] = sum of data[i * row_stride + j] over rows i in [r0, r1), for columns j in
+// [c0, c1), in opmath precision (csrc/cpu/kernels/linear.h, one variant per instruction set;
+// instantiated for double, float, BFloat16 and Half).
+TORCH_OPS_DECLARE_CPU_KERNEL(template <typename scalar_t> void linear_column_sum_tile(
+    const scalar_t* data, int64_t row_stride, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+    at::opmath_type<scalar_t>* acc);)
 
 namespace torch_ops::linear {
 

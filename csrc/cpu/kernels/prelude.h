@@ -1,0 +1,49 @@
+// Everything the vectorised kernel headers need that is *not* at::vec, included by
+// csrc/cpu/isa_*.cpp before they switch the instruction set. Inline functions of these
+// headers are then compiled for the portable target in every file, so whichever copy the
+// linker keeps runs on any CPU: only at::vec (in its per-ISA namespace) and our kernels
+// (in torch_ops::cpu::<ISA>) are compiled for AVX2/AVX-512. scripts/check_isa_objects.py
+// verifies that on the built objects (CI runs it).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cassert>
+#include <cfloat>
+#include <climits>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <ostream>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include <ATen/NumericUtils.h>
+#include <ATen/OpMathType.h>
+#include <ATen/native/Math.h>
+#include <ATen/native/cpu/zmath.h>
+#include <ATen/native/quantized/AffineQuantizerBase.h>
+#include <c10/macros/Macros.h>
+#include <c10/util/BFloat16-math.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Exception.h>
+#include <c10/util/Half.h>
+#include <c10/util/Load.h>
+#include <c10/util/MathConstants.h>
+#include <c10/util/TypeCast.h>
+#include <c10/util/bit_cast.h>
+#include <c10/util/complex.h>
+#include <c10/util/copysign.h>
+#include <c10/util/irange.h>
+#include <c10/util/qint32.h>
+#include <c10/util/qint8.h>
+#include <c10/util/quint8.h>
+
+#include "torch_ops/cpu_isa.h"
+#include "torch_ops/reduce_math.h"
