@@ -134,7 +134,13 @@ class InputSet:
 
 
 def compiled(eager: Callable[..., Tensor], backend: str = "inductor") -> Callable[..., Tensor]:
-    """``torch.compile`` of the eager reference (static shapes; compiles at the first call)."""
+    """``torch.compile`` of the eager reference (static shapes; compiles at the first call).
+
+    Resets dynamo first: one compiled reference is in use at a time, and without the reset
+    the cases of a long run would pile up recompilations of ``composition`` until dynamo's
+    recompile limit made it fall back to eager without a word.
+    """
+    torch._dynamo.reset()
 
     def composition(*args):
         return eager(*args)

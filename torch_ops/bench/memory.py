@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
@@ -76,6 +77,7 @@ def cpu_peak_mib_many(jobs, threads: int, compile_backend: str, on_done: Optiona
     env = dict(os.environ)
     env["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    lock = threading.Lock()
 
     def one(job):
         case, impl, dtype = job
@@ -92,10 +94,16 @@ def cpu_peak_mib_many(jobs, threads: int, compile_backend: str, on_done: Optiona
             return {"peak_mib": None, "error": f"{type(e).__name__}: {e}"}
         finally:
             if on_done is not None:
-                on_done(f"peak memory {case.key} {impl}")
+                with lock:
+                    on_done(f"peak memory {case.key} {impl}")
 
+    # torch.compile workers take longest (they compile): start them first.
+    order = sorted(range(len(jobs)), key=lambda k: jobs[k][1] != "compile")
+    out = [None] * len(jobs)
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        return list(pool.map(one, jobs))
+        for k, res in zip(order, pool.map(one, [jobs[k] for k in order])):
+            out[k] = res
+    return out
 
 
 # -- inside the worker process -------------------------------------------------------

@@ -37,8 +37,11 @@ def cpu_model() -> str:
 def git_commit() -> str:
     """``git rev-parse --short HEAD`` of the checkout torch_ops runs from (+dirty)."""
     root = Path(__file__).resolve().parents[2]
+
+    def run(*args):
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+
     try:
-        run = lambda *a: subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True, timeout=10)  # noqa: E731
         head = run("rev-parse", "--short", "HEAD")
         if head.returncode != 0:
             return "unknown"
@@ -68,7 +71,8 @@ def machine_info(device: torch.device, threads: int) -> dict:
         "commit": git_commit(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "command": "python -m torch_ops.bench " + " ".join(sys.argv[1:]) if sys.argv else "",
+        "command": "",  # filled in by runner.main
+        "loadavg_1min_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
@@ -134,7 +138,7 @@ def markdown(doc: dict) -> str:
         lines.append(f"| CUDA | {meta.get('cuda')}, TF32 matmul {meta.get('tf32_matmul')} |")
     lines += [
         f"| CPU | {meta['cpu_model']}, {meta['cpu_count']} logical CPUs |",
-        f"| threads | {meta['threads']} |",
+        f"| threads | {meta['threads']} (1-min load average at start: {meta.get('loadavg_1min_at_start')}) |",
         f"| torch | {meta['torch']} |",
         f"| torch_ops | {meta['torch_ops']}, commit {meta['commit']} |",
         f"| python | {meta['python']}, {meta['platform']} |",
@@ -155,7 +159,8 @@ def markdown(doc: dict) -> str:
         lines.append(f"- `torch.mm` {dt} {mm['n']}x{mm['n']}x{mm['n']}: {mm['gflops']:.1f} GFLOP/s")
     lines += [""]
 
-    head = ["op", "case", "dtype", "shape", "ours fwd", "eager fwd", "x fwd", "ours fwd+bwd", "eager fwd+bwd", "x fwd+bwd"]
+    head = ["op", "case", "dtype", "shape", "ours fwd", "eager fwd", "x fwd"]
+    head += ["ours fwd+bwd", "eager fwd+bwd", "x fwd+bwd"]
     if has_compile:
         head += ["compile fwd", "x fwd vs compile", "compile fwd+bwd", "x fwd+bwd vs compile"]
     head += ["GB/s fwd (% copy)", "GB/s fwd+bwd (% copy)", "GFLOP/s fwd (% mm)", "GFLOP/s fwd+bwd (% mm)"]
@@ -168,12 +173,8 @@ def markdown(doc: dict) -> str:
             lines.append("| " + " | ".join(row) + " |")
             continue
         t = r["time_s"]
-        row += [fmt_time(_get(t, "ours", "fwd")), fmt_time(_get(t, "eager", "fwd")), fmt_ratio(_get(r, "ratio", "eager", "fwd"))]
-        row += [
-            fmt_time(_get(t, "ours", "fwdbwd")),
-            fmt_time(_get(t, "eager", "fwdbwd")),
-            fmt_ratio(_get(r, "ratio", "eager", "fwdbwd")),
-        ]
+        for m in MODES:
+            row += [fmt_time(_get(t, "ours", m)), fmt_time(_get(t, "eager", m)), fmt_ratio(_get(r, "ratio", "eager", m))]
         if has_compile:
             for m in MODES:
                 row += [fmt_time(_get(t, "compile", m)), fmt_ratio(_get(r, "ratio", "compile", m))]
@@ -234,24 +235,26 @@ def write_plot(doc: dict, path) -> bool:
     rows = [r for r in doc["results"] if not r.get("error")]
     series = [(ref, m) for ref in ("eager", "compile") for m in MODES if any(_get(r, "ratio", ref, m) for r in rows)]
     labels = [f"{r['op']}/{r['case']}\n{r['dtype']}" for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 + 0.9 * len(rows) * max(1, len(series)) / 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.5 + 0.45 * len(rows) * max(1, len(series))), 4.8))
     width = 0.8 / max(1, len(series))
     for j, (ref, m) in enumerate(series):
         xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(rows))]
         ys = [_get(r, "ratio", ref, m) or 0.0 for r in rows]
         bars = ax.bar(xs, ys, width, label=f"{MODE_LABELS[m]} vs {IMPL_LABELS[ref]}")
         ax.bar_label(bars, labels=[f"{y:.2f}" if y else "" for y in ys], fontsize=7, padding=1)
+    top = max([_get(r, "ratio", ref, m) or 0.0 for r in rows for ref, m in series] + [1.0])
+    ax.set_ylim(0, 1.3 * top)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(rows)), labels, fontsize=8)
-    ax.set_ylabel("speed-up of torch_ops (reference time / torch_ops time)")
+    ax.set_ylabel("speed-up: reference time / torch_ops time")
     meta = doc["meta"]
     ax.set_title(
-        f"torch_ops {meta['torch_ops']} ({meta['commit']}), {meta['device_name']}, {meta['threads']} threads, "
-        f"torch {meta['torch']}",
+        f"torch_ops {meta['torch_ops']} ({meta['commit']}) vs torch {meta['torch']}, {meta['date']}\n"
+        f"{meta['device_name']}, {meta['threads']} threads" + (", quick run" if meta.get("quick") else ""),
         fontsize=9,
     )
     if series:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", ncol=min(2, len(series)))
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -40,7 +42,6 @@ def _bench_case(case, dtype, timer, min_time, rounds, backend, prog) -> dict:
         sets = [first] + [InputSet(case, timer.device, dtype) for _ in range(timer.num_sets(first.nbytes) - 1)]
         impls = {"ours": case.ours, "eager": case.eager}
         if case.compile:
-            torch._dynamo.reset()
             impls["compile"] = compiled(case.eager, backend)
         with torch.no_grad():
             diff = (case.ours(*first.inputs).float() - case.eager(*first.inputs).float()).abs().max().item()
@@ -76,7 +77,8 @@ def _bench_case(case, dtype, timer, min_time, rounds, backend, prog) -> dict:
         del sets, first
     except Exception as e:  # noqa: BLE001 - reported in the table and the exit status
         r["error"] = f"{type(e).__name__}: {e}"
-    prog.advance(f"{label} done", steps - done) if steps > done else None
+    if steps > done:  # an error, or no forward+backward: the steps that did not run
+        prog.advance(f"{label} done", steps - done)
     return r
 
 
@@ -125,6 +127,10 @@ def run(
     rounds = preset["rounds"] if rounds is None else rounds
     timer = make_timer(device, threads)
     meta = report.machine_info(device, threads)
+    load = meta.get("loadavg_1min_at_start")
+    if load is not None and load > 0.75 * (os.cpu_count() or 1):
+        print(f"torch_ops.bench: the machine is busy (load average {load:.1f} on {os.cpu_count()} CPUs): "
+              "timings will be noisy", file=sys.stderr)  # fmt: skip
     meta.update(
         quick=quick, min_time=min_time, rounds=rounds, timer=timer.description,
         dtypes=[_dtype_name(d) for d in dtypes], compile_backend=compile_backend,
@@ -152,7 +158,8 @@ def run(
     # Peak memory of forward+backward, large cases only, after all timings.
     by_key = {(r["op"], r["case"], r["dtype"]): r for r in results}
     ok_jobs = [(c, i, d) for c, i, d in mem_jobs if not by_key[(c.op, c.name, _dtype_name(d))].get("error")]
-    prog.advance("peak memory: skipped (errors)", len(mem_jobs) - len(ok_jobs)) if len(ok_jobs) < len(mem_jobs) else None
+    if len(ok_jobs) < len(mem_jobs):
+        prog.advance("peak memory: skipped (errors)", len(mem_jobs) - len(ok_jobs))
     if device.type == "cuda":
         peaks = []
         for c, i, d in ok_jobs:
@@ -240,13 +247,14 @@ def main(argv: Optional[Sequence[str]] = None, families: Optional[Sequence[str]]
         min_time=args.min_time, rounds=args.rounds, compile_backend=args.compile_backend,
         memory=args.memory, progress=args.progress,
     )  # fmt: skip
+    doc["meta"]["command"] = shlex.join(["python", "-m", "torch_ops.bench", *(sys.argv[1:] if argv is None else argv)])
     md = report.markdown(doc)
     print(md)
     targets = {"json": args.json, "plot": args.plot, "md": args.md}
     written = []
     if args.save:
         stem = Path(args.save) / f"{doc['meta']['date']}-{report.device_slug(doc['meta'])}"
-        written += [("md", stem.with_suffix(".md")), ("json", stem.with_suffix(".json")), ("plot", stem.with_suffix(".png"))]
+        written += [(kind, stem.with_suffix(ext)) for kind, ext in (("md", ".md"), ("json", ".json"), ("plot", ".png"))]
     written += [(k, Path(v)) for k, v in targets.items() if v]
     for kind, path in written:
         if kind == "md":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from typing import Callable, List, Sequence
 
 import torch
@@ -30,9 +31,13 @@ class CpuTimer:
     def num_sets(self, set_bytes: int) -> int:
         return 1
 
-    def warmup(self, fns: Sequence[Callable], calls: int = 3) -> None:
+    def warmup(self, fns: Sequence[Callable], calls: int = 3, max_time: float = 1.0) -> None:
+        """``calls`` calls, or fewer (at least one) when they are slow."""
+        start = time.perf_counter()
         for _ in range(calls):
             fns[0]()
+            if time.perf_counter() - start > max_time:
+                break
 
     def measure(self, fns: Sequence[Callable], min_time: float) -> List[float]:
         timer = benchmark.Timer(stmt="fn()", globals={"fn": fns[0]}, num_threads=self.threads)
@@ -51,6 +56,11 @@ class CudaTimer:
         self.description = (
             f"CUDA events after warm-up, input sets rotated over > 2x L2 ({self.l2_bytes / 2**20:.0f} MiB)"
         )
+        self._next = 0  # the rotation goes on across calls, so consecutive calls never share a set
+
+    def _call(self, fns: Sequence[Callable]) -> None:
+        fns[self._next % len(fns)]()
+        self._next += 1
 
     def num_sets(self, set_bytes: int, max_sets: int = 4096) -> int:
         # A set is used again after all the others have passed through: their total must
@@ -61,20 +71,17 @@ class CudaTimer:
         torch.cuda.synchronize(self.device)
 
     def warmup(self, fns: Sequence[Callable], calls: int = 10) -> None:
-        for i in range(max(calls, len(fns))):
-            fns[i % len(fns)]()
+        for _ in range(max(calls, len(fns))):
+            self._call(fns)
         self.synchronize()
 
     def measure(self, fns: Sequence[Callable], min_time: float, blocks: int = 10) -> List[float]:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        n, k = len(fns), 0
 
         def block(iters: int) -> float:
-            nonlocal k
             start.record()
             for _ in range(iters):
-                fns[k % n]()
-                k += 1
+                self._call(fns)
             end.record()
             end.synchronize()
             return start.elapsed_time(end) / 1e3 / iters
@@ -110,8 +117,22 @@ def copy_bandwidth(timer, min_time: float) -> dict:
 
 
 def mm_throughput(timer, dtype: torch.dtype, min_time: float) -> dict:
-    """FLOP/s of a square ``torch.mm`` in ``dtype``: the GEMM ops' reference."""
-    n = 8192 if timer.device.type == "cuda" else 2048
+    """FLOP/s of a square ``torch.mm`` in ``dtype``: the GEMM ops' reference.
+
+    n = 8192 on CUDA. On CPU n = 2048, or less where a call would take over 2 seconds (as
+    predicted from n = 512): some CPUs have no fast GEMM for some dtypes (bfloat16 without
+    native support: a 2048 mm takes a minute), and the reference must not dominate the run.
+    """
+    if timer.device.type == "cuda":
+        n = 8192
+    else:
+        a = torch.randn(512, 512, dtype=dtype)
+        t512 = []
+        for _ in range(2):  # the first call may pay a one-time set-up
+            start = time.perf_counter()
+            torch.mm(a, a)
+            t512.append(time.perf_counter() - start)
+        n = next((n for n in (2048, 1024, 512) if min(t512) * (n / 512) ** 3 <= 2.0), 256)
     a = torch.randn(n, n, device=timer.device, dtype=dtype)
     b = torch.randn(n, n, device=timer.device, dtype=dtype)
     fns = [lambda: torch.mm(a, b)]
