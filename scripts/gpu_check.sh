@@ -31,7 +31,7 @@ summary "tests: rc=$? in $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT_DIR/tests.lo
 grep -E "^(FAILED|ERROR)" "$OUT_DIR/tests.log" | head -20 | tee -a "$OUT_DIR/summary.txt"
 
 t0=$(date +%s)
-timeout 180 $PY -m torch_ops.bench --device cuda --save "$OUT_DIR" > "$OUT_DIR/bench.log" 2>&1
+timeout 200 $PY -m torch_ops.bench --device cuda --dtype float32,bfloat16 --save "$OUT_DIR" > "$OUT_DIR/bench.log" 2>&1
 summary "bench: rc=$? in $(( $(date +%s) - t0 )) s"
 tail -30 "$OUT_DIR/bench.log"
 cat "$OUT_DIR/summary.txt"

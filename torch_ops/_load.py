@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.machinery
 import os
 import sys
 import time
@@ -77,7 +77,10 @@ def _jit_build(root: str):
 
 def load_library():
     """Return the compiled torch_ops._C module (its import registers the ops)."""
-    if importlib.util.find_spec("torch_ops._C") is None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    # Look in this package's own folder only: an editable install elsewhere on the machine
+    # must not lend its library to a source checkout.
+    if not any(os.path.isfile(os.path.join(here, "_C" + sfx)) for sfx in importlib.machinery.EXTENSION_SUFFIXES):
         root = _source_checkout()
         if root is None:
             raise ImportError(
