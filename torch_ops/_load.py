@@ -37,6 +37,26 @@ def _check_version(lib, where: str):
     return lib
 
 
+def _unique_names(sources: list[str], folder: str) -> list[str]:
+    """One wrapper file per source, named by its whole path (csrc/cpu/linear.cpp ->
+    csrc__cpu__linear.cpp): torch's JIT build names each object by the file's base name
+    alone, and csrc/linear.cpp, csrc/cpu/linear.cpp and csrc/autograd/linear.cpp would
+    collide. The wrapper includes the real file, whose own relative includes still work."""
+    from . import _build
+
+    os.makedirs(folder, exist_ok=True)
+    out = []
+    for src in sources:
+        name = os.path.relpath(src, _build.ROOT).replace(os.sep, "__")
+        path = os.path.join(folder, name)
+        text = f'#include "{src}"\n'
+        if not os.path.exists(path) or open(path).read() != text:
+            with open(path, "w") as f:
+                f.write(text)
+        out.append(path)
+    return out
+
+
 def _jit_build(root: str):
     from . import _build
 
@@ -61,7 +81,7 @@ def _jit_build(root: str):
     t0 = time.perf_counter()
     lib = load(
         name="torch_ops_C",
-        sources=_build.sources(with_cuda),
+        sources=_unique_names(_build.sources(with_cuda), os.path.join(build_dir, "sources")),
         extra_include_paths=_build.include_dirs(gen, with_cuda),
         extra_cflags=_build.compile_args(with_cuda)["cxx"],
         extra_cuda_cflags=_build.compile_args(with_cuda).get("nvcc"),
