@@ -52,4 +52,21 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       "Cap the instruction set of the CPU kernels (tests, benchmarks); returns the one in use.");
   m.def("linear", &torch_ops::ops::linear, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none());
+
+  // activation: the forward ops (in-place ones return self, the same Python object).
+  namespace ops = torch_ops::ops;
+  m.def("relu", &ops::relu);
+  m.def("relu_", &ops::relu_);
+  m.def("leaky_relu", &ops::leaky_relu);
+  m.def("leaky_relu_", &ops::leaky_relu_);
+  m.def("gelu", [](const at::Tensor& x, const std::string& approximate) { return ops::gelu(x, approximate); });
+  m.def("silu", &ops::silu);
+  m.def("silu_", &ops::silu_);
+  m.def("sigmoid", &ops::sigmoid);
+  m.def("tanh", &ops::tanh);
+  m.def("glu", &ops::glu);
+  m.def("swiglu", &ops::swiglu);
+  m.def("geglu", [](const at::Tensor& x, int64_t dim, const std::string& approximate) {
+    return ops::geglu(x, dim, approximate);
+  });
 }
