@@ -68,6 +68,7 @@ at::Tensor pointwise(const char* op, Act act, Pass pass, double param, std::init
     job.in[k] = keep[k].const_data_ptr();
     ++k;
   }
+  job.device_index = first.device().index();
   launch.pointwise(job);
   return out;
 }
@@ -83,6 +84,7 @@ at::Tensor& pointwise_(const char* op, Act act, double param, at::Tensor& self) 
   at::Tensor work = contiguous ? self : self.contiguous();
   Pointwise job{act, Pass::Forward, param, self.scalar_type(), self.numel(), work.mutable_data_ptr(),
                 {work.const_data_ptr(), nullptr, nullptr}};
+  job.device_index = self.device().index();
   launch.pointwise(job);
   if (!contiguous) self.copy_(work);
   return self;
@@ -133,6 +135,7 @@ at::Tensor gated_forward(const char* op, Gate gate, const at::Tensor& input, int
   const auto x = input.contiguous();
   Gated job{gate, Pass::Forward, input.scalar_type(), s.outer, s.half, {out.mutable_data_ptr(), nullptr},
             {x.const_data_ptr(), nullptr, nullptr}};
+  job.device_index = input.device().index();
   gated_launchers_for(input, op).gated(job);
   return out;
 }
@@ -147,6 +150,7 @@ at::Tensor gated_backward(const char* op, Gate gate, const at::Tensor& grad_outp
   const auto go = grad_output.contiguous();
   Gated job{gate, Pass::Backward, input.scalar_type(), s.outer, s.half, {grad_input.mutable_data_ptr(), nullptr},
             {go.const_data_ptr(), x.const_data_ptr(), nullptr}};
+  job.device_index = input.device().index();
   gated_launchers_for(input, op).gated(job);
   return grad_input;
 }
@@ -175,6 +179,7 @@ std::tuple<at::Tensor, at::Tensor> gated_double_backward(const char* op, Gate ga
             s.half,
             {d_grad_output.mutable_data_ptr(), d_input.mutable_data_ptr()},
             {gg.const_data_ptr(), go.const_data_ptr(), x.const_data_ptr()}};
+  job.device_index = input.device().index();
   gated_launchers_for(input, op).gated(job);
   return {d_grad_output, d_input};
 }

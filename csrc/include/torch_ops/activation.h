@@ -17,6 +17,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <c10/core/DeviceType.h>
 #include <c10/core/ScalarType.h>
 #include <c10/util/string_view.h>
@@ -49,6 +50,7 @@ struct Pointwise {
   int64_t n;
   void* out;
   const void* in[3];
+  c10::DeviceIndex device_index = -1;  // the tensors' device (CUDA)
 };
 
 // The input is contiguous and seen as (outer, 2, half): half = size(dim) / 2 * inner.
@@ -64,6 +66,7 @@ struct Gated {
   int64_t half;
   void* out[2];
   const void* in[3];
+  c10::DeviceIndex device_index = -1;
 };
 
 using PointwiseLauncher = void (*)(const Pointwise&);
