@@ -27,6 +27,7 @@ ext = Extension(
     sources=[os.path.relpath(s, build.ROOT) for s in build.sources(WITH_CUDA)],
     include_dirs=build.include_dirs(GEN_DIR, WITH_CUDA),
     extra_compile_args=build.compile_args(WITH_CUDA, debug=build._truthy("DEBUG")),
+    extra_link_args=build.openmp_flags(),
 )
 
 setup(

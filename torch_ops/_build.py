@@ -169,9 +169,23 @@ def write_config_header(out_dir: str, with_cuda: bool, archs: list[str]) -> str:
     return path
 
 
+def openmp_flags() -> list[str]:
+    """-fopenmp where torch's CPU parallelism is OpenMP (Linux wheels). at::parallel_for is
+    an inline header function whose ``#pragma omp parallel`` is ignored without the flag:
+    the CPU kernels would then run on one thread. Linked the same way, the extension needs
+    libgomp.so.1, which the loader resolves to the copy torch has already loaded."""
+    import sys
+
+    import torch
+
+    if sys.platform.startswith("linux") and "OpenMP" in torch.__config__.parallel_info() and not _truthy("NO_OPENMP"):
+        return ["-fopenmp"]
+    return []
+
+
 def compile_args(with_cuda: bool, debug: bool = False) -> dict[str, list[str]]:
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    args = {"cxx": opt + ["-fvisibility=hidden", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"]}
+    args = {"cxx": opt + openmp_flags() + ["-fvisibility=hidden", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"]}
     if with_cuda:
         args["nvcc"] = opt + ["--expt-relaxed-constexpr"]
     return args

@@ -65,6 +65,7 @@ def _jit_build(root: str):
         extra_include_paths=_build.include_dirs(gen, with_cuda),
         extra_cflags=_build.compile_args(with_cuda)["cxx"],
         extra_cuda_cflags=_build.compile_args(with_cuda).get("nvcc"),
+        extra_ldflags=_build.openmp_flags(),
         build_directory=build_dir,
         with_cuda=with_cuda,
         verbose=False,
