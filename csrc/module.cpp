@@ -51,7 +51,28 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         return std::string(torch_ops::cpu::isa_name(torch_ops::cpu::set_isa_cap(cap)));
       },
       "Cap the instruction set of the CPU kernels (tests, benchmarks); returns the one in use.");
-  // The GIL is released around the call, as torch's own bindings do.
+  // The GIL is released around every call, as torch's own bindings do.
+  using release_gil = py::call_guard<py::gil_scoped_release>;
   m.def("linear", &torch_ops::ops::linear, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(),
-        py::call_guard<py::gil_scoped_release>());
+        release_gil());
+
+  // activation: the forward ops (in-place ones return self, the same Python object).
+  namespace ops = torch_ops::ops;
+  m.def("relu", &ops::relu, release_gil());
+  m.def("relu_", &ops::relu_, release_gil());
+  m.def("leaky_relu", &ops::leaky_relu, release_gil());
+  m.def("leaky_relu_", &ops::leaky_relu_, release_gil());
+  m.def(
+      "gelu", [](const at::Tensor& x, const std::string& approximate) { return ops::gelu(x, approximate); },
+      release_gil());
+  m.def("silu", &ops::silu, release_gil());
+  m.def("silu_", &ops::silu_, release_gil());
+  m.def("sigmoid", &ops::sigmoid, release_gil());
+  m.def("tanh", &ops::tanh, release_gil());
+  m.def("glu", &ops::glu, release_gil());
+  m.def("swiglu", &ops::swiglu, release_gil());
+  m.def(
+      "geglu",
+      [](const at::Tensor& x, int64_t dim, const std::string& approximate) { return ops::geglu(x, dim, approximate); },
+      release_gil());
 }

@@ -19,6 +19,44 @@ TORCH_LIBRARY(torch_ops, m) {
   // above): returns the gradients that output_mask asks for, in the order
   // (input, weight, bias). torch_ops.autograd.LinearFunction calls it.
   m.def("linear_backward(Tensor grad_output, Tensor? input, Tensor? weight, bool[3] output_mask) -> Tensor[]");
+
+  // activation (csrc/activation.cpp): elementwise, any shape; outputs are contiguous.
+  // <op>_backward takes what the forward saved: the input, or the result for relu, sigmoid
+  // and tanh (and for leaky_relu_, which needs negative_slope >= 0 then). <op>_double_backward
+  // is grad_grad_input . d(<op>_backward)/d(input or result). In-place ops carry the inplace tag.
+  m.set_python_module("torch_ops.activation");
+  const std::vector<at::Tag> inplace = {at::Tag::inplace};
+  m.def("relu(Tensor input) -> Tensor");
+  m.def("relu_(Tensor(a!) self) -> Tensor(a!)", inplace);
+  m.def("relu_backward(Tensor grad_output, Tensor result) -> Tensor");
+  m.def("leaky_relu(Tensor input, float negative_slope=0.01) -> Tensor");
+  m.def("leaky_relu_(Tensor(a!) self, float negative_slope=0.01) -> Tensor(a!)", inplace);
+  m.def("leaky_relu_backward(Tensor grad_output, Tensor input, float negative_slope) -> Tensor");
+  m.def("gelu(Tensor input, str approximate='none') -> Tensor");
+  m.def("gelu_backward(Tensor grad_output, Tensor input, str approximate='none') -> Tensor");
+  m.def("gelu_double_backward(Tensor grad_grad_input, Tensor grad_output, Tensor input, str approximate='none') -> Tensor");
+  m.def("silu(Tensor input) -> Tensor");
+  m.def("silu_(Tensor(a!) self) -> Tensor(a!)", inplace);
+  m.def("silu_backward(Tensor grad_output, Tensor input) -> Tensor");
+  m.def("silu_double_backward(Tensor grad_grad_input, Tensor grad_output, Tensor input) -> Tensor");
+  m.def("sigmoid(Tensor input) -> Tensor");
+  m.def("sigmoid_backward(Tensor grad_output, Tensor result) -> Tensor");
+  m.def("sigmoid_double_backward(Tensor grad_grad_input, Tensor grad_output, Tensor result) -> Tensor");
+  m.def("tanh(Tensor input) -> Tensor");
+  m.def("tanh_backward(Tensor grad_output, Tensor result) -> Tensor");
+  m.def("tanh_double_backward(Tensor grad_grad_input, Tensor grad_output, Tensor result) -> Tensor");
+  // Gated units: a, b = input.chunk(2, dim); glu = a * sigmoid(b), swiglu = silu(a) * b,
+  // geglu = gelu(a) * b. Their backward returns the gradient of the whole input, the double
+  // backward (d grad_output, d input).
+  m.def("glu(Tensor input, int dim=-1) -> Tensor");
+  m.def("glu_backward(Tensor grad_output, Tensor input, int dim=-1) -> Tensor");
+  m.def("glu_double_backward(Tensor grad_grad_input, Tensor grad_output, Tensor input, int dim=-1) -> (Tensor, Tensor)");
+  m.def("swiglu(Tensor input, int dim=-1) -> Tensor");
+  m.def("swiglu_backward(Tensor grad_output, Tensor input, int dim=-1) -> Tensor");
+  m.def("swiglu_double_backward(Tensor grad_grad_input, Tensor grad_output, Tensor input, int dim=-1) -> (Tensor, Tensor)");
+  m.def("geglu(Tensor input, int dim=-1, str approximate='none') -> Tensor");
+  m.def("geglu_backward(Tensor grad_output, Tensor input, int dim=-1, str approximate='none') -> Tensor");
+  m.def("geglu_double_backward(Tensor grad_grad_input, Tensor grad_output, Tensor input, int dim=-1, str approximate='none') -> (Tensor, Tensor)");
 }
 
 namespace torch_ops::ops {
@@ -42,6 +80,148 @@ at::Tensor linear_grad_weight(const at::Tensor& grad_output, const at::Tensor& i
 at::Tensor linear_grad_bias(const at::Tensor& grad_output) {
   static const auto op = handle<decltype(linear_grad_bias)>("torch_ops::linear_grad_bias");
   return op.call(grad_output);
+}
+
+// activation
+
+at::Tensor relu(const at::Tensor& input) {
+  static const auto op = handle<decltype(relu)>("torch_ops::relu");
+  return op.call(input);
+}
+
+at::Tensor& relu_(at::Tensor& self) {
+  static const auto op = handle<decltype(relu_)>("torch_ops::relu_");
+  return op.call(self);
+}
+
+at::Tensor relu_backward(const at::Tensor& grad_output, const at::Tensor& result) {
+  static const auto op = handle<decltype(relu_backward)>("torch_ops::relu_backward");
+  return op.call(grad_output, result);
+}
+
+at::Tensor leaky_relu(const at::Tensor& input, double negative_slope) {
+  static const auto op = handle<decltype(leaky_relu)>("torch_ops::leaky_relu");
+  return op.call(input, negative_slope);
+}
+
+at::Tensor& leaky_relu_(at::Tensor& self, double negative_slope) {
+  static const auto op = handle<decltype(leaky_relu_)>("torch_ops::leaky_relu_");
+  return op.call(self, negative_slope);
+}
+
+at::Tensor leaky_relu_backward(const at::Tensor& grad_output, const at::Tensor& input, double negative_slope) {
+  static const auto op = handle<decltype(leaky_relu_backward)>("torch_ops::leaky_relu_backward");
+  return op.call(grad_output, input, negative_slope);
+}
+
+at::Tensor gelu(const at::Tensor& input, c10::string_view approximate) {
+  static const auto op = handle<decltype(gelu)>("torch_ops::gelu");
+  return op.call(input, approximate);
+}
+
+at::Tensor gelu_backward(const at::Tensor& grad_output, const at::Tensor& input, c10::string_view approximate) {
+  static const auto op = handle<decltype(gelu_backward)>("torch_ops::gelu_backward");
+  return op.call(grad_output, input, approximate);
+}
+
+at::Tensor gelu_double_backward(const at::Tensor& grad_grad_input, const at::Tensor& grad_output, const at::Tensor& input, c10::string_view approximate) {
+  static const auto op = handle<decltype(gelu_double_backward)>("torch_ops::gelu_double_backward");
+  return op.call(grad_grad_input, grad_output, input, approximate);
+}
+
+at::Tensor silu(const at::Tensor& input) {
+  static const auto op = handle<decltype(silu)>("torch_ops::silu");
+  return op.call(input);
+}
+
+at::Tensor& silu_(at::Tensor& self) {
+  static const auto op = handle<decltype(silu_)>("torch_ops::silu_");
+  return op.call(self);
+}
+
+at::Tensor silu_backward(const at::Tensor& grad_output, const at::Tensor& input) {
+  static const auto op = handle<decltype(silu_backward)>("torch_ops::silu_backward");
+  return op.call(grad_output, input);
+}
+
+at::Tensor silu_double_backward(const at::Tensor& grad_grad_input, const at::Tensor& grad_output, const at::Tensor& input) {
+  static const auto op = handle<decltype(silu_double_backward)>("torch_ops::silu_double_backward");
+  return op.call(grad_grad_input, grad_output, input);
+}
+
+at::Tensor sigmoid(const at::Tensor& input) {
+  static const auto op = handle<decltype(sigmoid)>("torch_ops::sigmoid");
+  return op.call(input);
+}
+
+at::Tensor sigmoid_backward(const at::Tensor& grad_output, const at::Tensor& result) {
+  static const auto op = handle<decltype(sigmoid_backward)>("torch_ops::sigmoid_backward");
+  return op.call(grad_output, result);
+}
+
+at::Tensor sigmoid_double_backward(const at::Tensor& grad_grad_input, const at::Tensor& grad_output, const at::Tensor& result) {
+  static const auto op = handle<decltype(sigmoid_double_backward)>("torch_ops::sigmoid_double_backward");
+  return op.call(grad_grad_input, grad_output, result);
+}
+
+at::Tensor tanh(const at::Tensor& input) {
+  static const auto op = handle<decltype(tanh)>("torch_ops::tanh");
+  return op.call(input);
+}
+
+at::Tensor tanh_backward(const at::Tensor& grad_output, const at::Tensor& result) {
+  static const auto op = handle<decltype(tanh_backward)>("torch_ops::tanh_backward");
+  return op.call(grad_output, result);
+}
+
+at::Tensor tanh_double_backward(const at::Tensor& grad_grad_input, const at::Tensor& grad_output, const at::Tensor& result) {
+  static const auto op = handle<decltype(tanh_double_backward)>("torch_ops::tanh_double_backward");
+  return op.call(grad_grad_input, grad_output, result);
+}
+
+at::Tensor glu(const at::Tensor& input, int64_t dim) {
+  static const auto op = handle<decltype(glu)>("torch_ops::glu");
+  return op.call(input, dim);
+}
+
+at::Tensor glu_backward(const at::Tensor& grad_output, const at::Tensor& input, int64_t dim) {
+  static const auto op = handle<decltype(glu_backward)>("torch_ops::glu_backward");
+  return op.call(grad_output, input, dim);
+}
+
+std::tuple<at::Tensor, at::Tensor> glu_double_backward(const at::Tensor& grad_grad_input, const at::Tensor& grad_output, const at::Tensor& input, int64_t dim) {
+  static const auto op = handle<decltype(glu_double_backward)>("torch_ops::glu_double_backward");
+  return op.call(grad_grad_input, grad_output, input, dim);
+}
+
+at::Tensor swiglu(const at::Tensor& input, int64_t dim) {
+  static const auto op = handle<decltype(swiglu)>("torch_ops::swiglu");
+  return op.call(input, dim);
+}
+
+at::Tensor swiglu_backward(const at::Tensor& grad_output, const at::Tensor& input, int64_t dim) {
+  static const auto op = handle<decltype(swiglu_backward)>("torch_ops::swiglu_backward");
+  return op.call(grad_output, input, dim);
+}
+
+std::tuple<at::Tensor, at::Tensor> swiglu_double_backward(const at::Tensor& grad_grad_input, const at::Tensor& grad_output, const at::Tensor& input, int64_t dim) {
+  static const auto op = handle<decltype(swiglu_double_backward)>("torch_ops::swiglu_double_backward");
+  return op.call(grad_grad_input, grad_output, input, dim);
+}
+
+at::Tensor geglu(const at::Tensor& input, int64_t dim, c10::string_view approximate) {
+  static const auto op = handle<decltype(geglu)>("torch_ops::geglu");
+  return op.call(input, dim, approximate);
+}
+
+at::Tensor geglu_backward(const at::Tensor& grad_output, const at::Tensor& input, int64_t dim, c10::string_view approximate) {
+  static const auto op = handle<decltype(geglu_backward)>("torch_ops::geglu_backward");
+  return op.call(grad_output, input, dim, approximate);
+}
+
+std::tuple<at::Tensor, at::Tensor> geglu_double_backward(const at::Tensor& grad_grad_input, const at::Tensor& grad_output, const at::Tensor& input, int64_t dim, c10::string_view approximate) {
+  static const auto op = handle<decltype(geglu_double_backward)>("torch_ops::geglu_double_backward");
+  return op.call(grad_grad_input, grad_output, input, dim, approximate);
 }
 
 }  // namespace torch_ops::ops

@@ -24,9 +24,11 @@ VEX = re.compile(r"^\s+[0-9a-f]+:\s+(?:[0-9a-f]{2} )+\s*(v[a-z0-9]+)\b|%[yz]mm\d
 def library_path() -> str:
     if len(sys.argv) > 1:
         return sys.argv[1]
-    import torch_ops
-
-    return torch_ops._C.__file__
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    built = glob.glob(os.path.join(root, "torch_ops", "_C.*.so"))
+    if not built:
+        sys.exit(f"no built library in {root}/torch_ops; build first (pip install --no-build-isolation -e .)")
+    return built[0]
 
 
 def main() -> int:

@@ -16,6 +16,7 @@ _C = _load.load_library()  # registers torch.ops.torch_ops.*
 
 from . import autograd, nn  # noqa: E402
 from ._build import VERSION as __version__  # noqa: E402
+from .activation import gelu, geglu, glu, leaky_relu, relu, sigmoid, silu, swiglu, tanh  # noqa: E402
 from .linear import linear  # noqa: E402
 
 
@@ -27,4 +28,19 @@ def build_info() -> dict:
     return info
 
 
-__all__ = ["linear", "autograd", "nn", "build_info", "__version__"]
+__all__ = [
+    "linear",
+    "relu",
+    "leaky_relu",
+    "gelu",
+    "silu",
+    "sigmoid",
+    "tanh",
+    "glu",
+    "swiglu",
+    "geglu",
+    "autograd",
+    "nn",
+    "build_info",
+    "__version__",
+]

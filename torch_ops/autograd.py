@@ -1,5 +1,27 @@
 """The torch.autograd.Function classes of every op, for users who build their own."""
 
+from .activation import (
+    GEGLUFunction,
+    GELUFunction,
+    GLUFunction,
+    LeakyReLUFunction,
+    ReLUFunction,
+    SigmoidFunction,
+    SiLUFunction,
+    SwiGLUFunction,
+    TanhFunction,
+)
 from .linear import LinearFunction
 
-__all__ = ["LinearFunction"]
+__all__ = [
+    "LinearFunction",
+    "ReLUFunction",
+    "LeakyReLUFunction",
+    "GELUFunction",
+    "SiLUFunction",
+    "SigmoidFunction",
+    "TanhFunction",
+    "GLUFunction",
+    "SwiGLUFunction",
+    "GEGLUFunction",
+]

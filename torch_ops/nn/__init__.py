@@ -1,6 +1,7 @@
-"""Drop-in modules and ``convert(model)``."""
+"""Drop-in modules and ``convert()``."""
 
+from .activation import GEGLU, GELU, GLU, LeakyReLU, ReLU, Sigmoid, SiLU, SwiGLU, Tanh
 from .convert import convert
 from .linear import Linear
 
-__all__ = ["Linear", "convert"]
+__all__ = ["Linear", "ReLU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "GLU", "SwiGLU", "GEGLU", "convert"]

@@ -5,10 +5,20 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
+from . import activation as act
 from .linear import Linear
 
 # torch.nn class -> torch_ops replacement. Later op families add theirs here.
-_REPLACEMENTS: dict[type, type] = {nn.Linear: Linear}
+_REPLACEMENTS: dict[type, type] = {
+    nn.Linear: Linear,
+    nn.ReLU: act.ReLU,
+    nn.LeakyReLU: act.LeakyReLU,
+    nn.GELU: act.GELU,
+    nn.SiLU: act.SiLU,
+    nn.Sigmoid: act.Sigmoid,
+    nn.Tanh: act.Tanh,
+    nn.GLU: act.GLU,
+}
 _converted_subclasses: dict[type, type] = {}
 
 

@@ -1,3 +1,4 @@
 // Every family's vectorised CPU kernels; included once per instruction set by
 // csrc/cpu/isa_*.cpp. A new family adds its header here.
 #include "linear.h"
+#include "activation.h"

@@ -3,7 +3,12 @@
 // headers are then compiled for the portable target in every file, so whichever copy the
 // linker keeps runs on any CPU: only at::vec (in its per-ISA namespace) and our kernels
 // (in torch_ops::cpu::<ISA>) are compiled for AVX2/AVX-512. scripts/check_isa_objects.py
-// verifies that on the built objects (CI runs it).
+// verifies that on the built library (CI runs it).
+//
+// Headers of templates that the kernels instantiate with vector types (the *_math.h
+// formulas) are included by the kernel headers themselves, after the switch: a template
+// is compiled for the target where it is defined. Their scalar instantiations are inlined
+// into the kernels (the check would see an out-of-line copy).
 #pragma once
 
 #include <algorithm>
@@ -45,5 +50,9 @@
 #include <c10/util/qint8.h>
 #include <c10/util/quint8.h>
 
+#include <ATen/Parallel.h>
+
+#include "torch_ops/activation.h"
 #include "torch_ops/cpu_isa.h"
+#include "torch_ops/linear.h"
 #include "torch_ops/reduce_math.h"
