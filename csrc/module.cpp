@@ -53,8 +53,18 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "Cap the instruction set of the CPU kernels (tests, benchmarks); returns the one in use.");
   // The GIL is released around every call, as torch's own bindings do.
   using release_gil = py::call_guard<py::gil_scoped_release>;
-  m.def("linear", &torch_ops::ops::linear, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(),
-        release_gil());
+  // linear's eager entry: the op for the canonical (out, in) weight and (out,) or no bias,
+  // None for the other shapes F.linear accepts (torch_ops/linear.py handles those), so the
+  // common call needs no shape checks in Python.
+  m.def(
+      "linear",
+      [](const at::Tensor& input, const at::Tensor& weight,
+         const std::optional<at::Tensor>& bias) -> std::optional<at::Tensor> {
+        if (weight.dim() != 2 || (bias.has_value() && (bias->dim() != 1 || bias->size(0) != weight.size(0))))
+          return std::nullopt;
+        return torch_ops::ops::linear(input, weight, bias);
+      },
+      py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(), release_gil());
 
   // activation: the forward ops (in-place ones return self, the same Python object).
   namespace ops = torch_ops::ops;

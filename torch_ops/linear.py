@@ -66,18 +66,20 @@ def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tens
     bias (out_features,), (), or any shape that broadcasts to the output; None.
     Differentiable to any order.
     """
-    compiling = _is_compiling()
-    if not compiling and _has_torch_function((input, weight, bias)):
+    if _is_compiling():
+        if weight.dim() != 2 or (bias is not None and (bias.dim() != 1 or bias.shape[0] != weight.shape[0])):
+            return _linear_general(input, weight, bias, _op)
+        return _op(input, weight, bias)
+    if _has_torch_function((input, weight, bias)):
         return handle_torch_function(linear, (input, weight, bias), input, weight, bias=bias)
-    if not isinstance(input, Tensor) or not isinstance(weight, Tensor) or not (bias is None or isinstance(bias, Tensor)):
+    try:
+        out = _fast(input, weight, bias)  # None for the shapes only _linear_general takes
+    except TypeError:
         raise TypeError(
             "torch_ops.linear: expected input, weight (and bias) to be Tensors, got "
             f"{type(input).__name__}, {type(weight).__name__}, {type(bias).__name__}"
-        )
-    entry = _op if compiling else _fast
-    if weight.dim() != 2 or (bias is not None and (bias.dim() != 1 or bias.shape[0] != weight.shape[0])):
-        return _linear_general(input, weight, bias, entry)
-    return entry(input, weight, bias)
+        ) from None
+    return _linear_general(input, weight, bias, _op) if out is None else out
 
 
 class LinearFunction(torch.autograd.Function):

@@ -30,24 +30,34 @@ bool any_requires_grad(const char* op, std::initializer_list<const at::Tensor*> 
 }
 
 // y = x W^T + b
-struct LinearNode : torch::autograd::Function<LinearNode> {
+// (One node class with and one without bias: no per-node flag in ctx->saved_data, whose
+// string-keyed map costs a few hundred ns on every small call.)
+template <bool HasBias>
+struct LinearNode : torch::autograd::Function<LinearNode<HasBias>> {
+  template <typename... Bias>
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
-                            const std::optional<at::Tensor>& bias) {
+                            const Bias&... bias) {
     // Save only what the requested gradients need: x for dW, W for dx. (In forward, "needs
     // a gradient" is requires_grad: ctx->needs_input_grad() consults the running graph
     // task, which is wrong for nodes made during a backward pass with create_graph.)
     const bool need_input = input.requires_grad(), need_weight = weight.requires_grad();
     ctx->save_for_backward({need_weight ? input : at::Tensor(), need_input ? weight : at::Tensor()});
-    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
     at::AutoDispatchBelowADInplaceOrView guard;
-    return ops::linear(input, weight, bias);
+    if constexpr (HasBias) {
+      return ops::linear(input, weight, bias...);
+    } else {
+      return ops::linear(input, weight, std::nullopt);
+    }
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const bool has_bias = ctx->saved_data["has_bias"].toBool();
     auto g = linear::backward(grads[0], saved[0], saved[1],
-                              {ctx->needs_input_grad(0), ctx->needs_input_grad(1), has_bias && ctx->needs_input_grad(2)});
-    return {g[0], g[1], g[2]};
+                              {ctx->needs_input_grad(0), ctx->needs_input_grad(1), HasBias && ctx->needs_input_grad(2)});
+    if constexpr (HasBias) {
+      return {g[0], g[1], g[2]};
+    } else {
+      return {g[0], g[1]};
+    }
   }
 };
 
@@ -88,7 +98,8 @@ at::Tensor linear_autograd(const at::Tensor& input, const at::Tensor& weight, co
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::linear(input, weight, bias);
   }
-  return LinearNode::apply(input, weight, bias);
+  if (bias.has_value() && bias->defined()) return LinearNode<true>::apply(input, weight, *bias);
+  return LinearNode<false>::apply(input, weight);
 }
 
 at::Tensor grad_weight_autograd(const at::Tensor& grad_output, const at::Tensor& input) {
