@@ -115,22 +115,7 @@ void pointwise_act(const activation::Pointwise& job, const A& act) {
 
 template <typename scalar_t>
 void pointwise_typed(const activation::Pointwise& job) {
-  switch (job.act) {
-    case Act::Relu:
-      return pointwise_act<scalar_t>(job, math::Relu{});
-    case Act::LeakyRelu:
-      return pointwise_act<scalar_t>(job, math::LeakyRelu{job.param});
-    case Act::GeluErf:
-      return pointwise_act<scalar_t>(job, math::GeluErf{});
-    case Act::GeluTanh:
-      return pointwise_act<scalar_t>(job, math::GeluTanh{});
-    case Act::Silu:
-      return pointwise_act<scalar_t>(job, math::Silu{});
-    case Act::Sigmoid:
-      return pointwise_act<scalar_t>(job, math::Sigmoid{});
-    case Act::Tanh:
-      return pointwise_act<scalar_t>(job, math::Tanh{});
-  }
+  math::with_activation(job.act, job.param, [&](const auto& act) { pointwise_act<scalar_t>(job, act); });
 }
 
 // ---------------------------------------------------------------------------------- gated
@@ -197,16 +182,7 @@ void gated_act(const activation::Gated& job, const A& act, bool gate_first) {
 
 template <typename scalar_t>
 void gated_typed(const activation::Gated& job) {
-  switch (job.gate) {
-    case Gate::Glu:
-      return gated_act<scalar_t>(job, math::Sigmoid{}, /*gate_first=*/false);
-    case Gate::Swiglu:
-      return gated_act<scalar_t>(job, math::Silu{}, true);
-    case Gate::GegluErf:
-      return gated_act<scalar_t>(job, math::GeluErf{}, true);
-    case Gate::GegluTanh:
-      return gated_act<scalar_t>(job, math::GeluTanh{}, true);
-  }
+  math::with_gate(job.gate, [&](const auto& act, bool gate_first) { gated_act<scalar_t>(job, act, gate_first); });
 }
 
 }  // namespace

@@ -53,6 +53,22 @@ constexpr double kGeluKappa = 0.044715;
 
 // relu(x) = max(x, 0), NaN propagates. Backward from the result, as PyTorch's
 // threshold_backward(grad, result, 0): grad where result > 0, else 0.
+// The backward of an activation whose derivatives are taken from its input (gelu, silu):
+// grad * f'(x), and its derivative with respect to x, gg * grad * f''(x). Derived supplies
+// df and d2f.
+template <typename Derived>
+struct FromInput {
+  static constexpr bool kSmooth = true;
+  template <typename V>
+  C10_HOST_DEVICE V backward(V grad, V x) const {
+    return grad * static_cast<const Derived&>(*this).df(x);
+  }
+  template <typename V>
+  C10_HOST_DEVICE V double_backward(V gg, V grad, V x) const {
+    return gg * grad * static_cast<const Derived&>(*this).d2f(x);
+  }
+};
+
 struct Relu {
   static constexpr bool kSmooth = false;
   template <typename V>
@@ -89,17 +105,7 @@ struct LeakyRelu {
 // (f_df_d2f) computed together for the gated units.
 
 // gelu(x) = x Phi(x); Phi' = phi; f' = Phi + x phi; f'' = phi (2 - x^2).
-struct GeluErf {
-  static constexpr bool kSmooth = true;
-  // backward from the input: grad * f'(x); its derivative with respect to x: gg * grad * f''(x).
-  template <typename V>
-  C10_HOST_DEVICE V backward(V grad, V x) const {
-    return grad * df(x);
-  }
-  template <typename V>
-  C10_HOST_DEVICE V double_backward(V gg, V grad, V x) const {
-    return gg * grad * d2f(x);
-  }
+struct GeluErf : FromInput<GeluErf> {
   template <typename V>
   C10_HOST_DEVICE V f(V x) const {
     using P = Prim<V>;
@@ -141,17 +147,7 @@ struct GeluErf {
 // gelu(x, 'tanh') = x/2 (1 + t), t = tanh(u), u = beta (x + kappa x^3);
 // f' = (1 + t)/2 + x/2 (1 - t^2) u'; f'' = (1 - t^2) (u' + x/2 (u'' - 2 t u'^2)),
 // u' = beta (1 + 3 kappa x^2), u'' = 6 beta kappa x.
-struct GeluTanh {
-  static constexpr bool kSmooth = true;
-  // backward from the input: grad * f'(x); its derivative with respect to x: gg * grad * f''(x).
-  template <typename V>
-  C10_HOST_DEVICE V backward(V grad, V x) const {
-    return grad * df(x);
-  }
-  template <typename V>
-  C10_HOST_DEVICE V double_backward(V gg, V grad, V x) const {
-    return gg * grad * d2f(x);
-  }
+struct GeluTanh : FromInput<GeluTanh> {
   template <typename V>
   C10_HOST_DEVICE V f(V x) const {
     using P = Prim<V>;
@@ -255,17 +251,7 @@ struct Tanh {
 };
 
 // silu(x) = x s, s = sigmoid(x); f' = s (1 + x (1 - s)); f'' = s (1 - s) (2 + x (1 - 2 s)).
-struct Silu {
-  static constexpr bool kSmooth = true;
-  // backward from the input: grad * f'(x); its derivative with respect to x: gg * grad * f''(x).
-  template <typename V>
-  C10_HOST_DEVICE V backward(V grad, V x) const {
-    return grad * df(x);
-  }
-  template <typename V>
-  C10_HOST_DEVICE V double_backward(V gg, V grad, V x) const {
-    return gg * grad * d2f(x);
-  }
+struct Silu : FromInput<Silu> {
   template <typename V>
   C10_HOST_DEVICE V f(V x) const {
     using P = Prim<V>;
@@ -331,6 +317,45 @@ C10_HOST_DEVICE void gated_double_backward(const Act& act, V gg_gate, V gg_value
   d_go = gg_gate * value * df + gg_value * f;
   d_gate = go * (gg_gate * value * d2f + gg_value * df);
   d_value = go * gg_gate * df;
+}
+
+// The formula object of each activation and gated unit, chosen once per job by the CPU
+// kernels and by the CUDA launcher alike (so the enum-to-formula table exists once).
+// `f` gets the formula object (and, for gated units, whether the gate is the first half).
+// Templated on the enums of torch_ops/activation.h, which this header does not include.
+template <typename ActEnum, typename F>
+inline void with_activation(ActEnum act, double param, F&& f) {
+  switch (act) {
+    case ActEnum::Relu:
+      return f(Relu{});
+    case ActEnum::LeakyRelu:
+      return f(LeakyRelu{param});
+    case ActEnum::GeluErf:
+      return f(GeluErf{});
+    case ActEnum::GeluTanh:
+      return f(GeluTanh{});
+    case ActEnum::Silu:
+      return f(Silu{});
+    case ActEnum::Sigmoid:
+      return f(Sigmoid{});
+    case ActEnum::Tanh:
+      return f(Tanh{});
+  }
+}
+
+// glu = a * sigmoid(b): its gate is the second half; the others gate with the first.
+template <typename GateEnum, typename F>
+inline void with_gate(GateEnum gate, F&& f) {
+  switch (gate) {
+    case GateEnum::Glu:
+      return f(Sigmoid{}, /*gate_first=*/false);
+    case GateEnum::Swiglu:
+      return f(Silu{}, true);
+    case GateEnum::GegluErf:
+      return f(GeluErf{}, true);
+    case GateEnum::GegluTanh:
+      return f(GeluTanh{}, true);
+  }
 }
 
 }  // namespace torch_ops::math
