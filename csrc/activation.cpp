@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include "torch_ops/activation.h"
+#include "torch_ops/alloc.h"
 #include "torch_ops/checks.h"
 
 namespace torch_ops::activation {
@@ -57,7 +58,7 @@ Act gelu_act(c10::string_view approximate, const char* op) {
 at::Tensor pointwise(const char* op, Act act, Pass pass, double param, std::initializer_list<Arg> args) {
   check_args(op, args);
   const at::Tensor& first = args.begin()->t;
-  auto out = at::empty(first.sizes(), first.options());
+  auto out = empty_output(first.sizes(), first.options());
   if (out.numel() == 0) return out;
   const auto& launch = launchers_for(first, op);
   Pointwise job{act, pass, param, first.scalar_type(), out.numel(), out.mutable_data_ptr(), {nullptr, nullptr, nullptr}};
@@ -130,7 +131,7 @@ const Launchers& gated_launchers_for(const at::Tensor& t, const char* op) {
 
 at::Tensor gated_forward(const char* op, Gate gate, const at::Tensor& input, int64_t dim) {
   const Split s = split_of(input, dim, op);
-  auto out = at::empty(s.half_sizes, input.options());
+  auto out = empty_output(s.half_sizes, input.options());
   if (out.numel() == 0) return out;
   const auto x = input.contiguous();
   Gated job{gate, Pass::Forward, input.scalar_type(), s.outer, s.half, {out.mutable_data_ptr(), nullptr},
@@ -144,7 +145,7 @@ at::Tensor gated_backward(const char* op, Gate gate, const at::Tensor& grad_outp
                           int64_t dim) {
   const Split s = split_of(input, dim, op);
   check_half(grad_output, "grad_output", input, s, op);
-  auto grad_input = at::empty(input.sizes(), input.options());
+  auto grad_input = empty_output(input.sizes(), input.options());
   if (grad_input.numel() == 0) return grad_input;
   const auto x = input.contiguous();
   const auto go = grad_output.contiguous();
@@ -166,8 +167,8 @@ std::tuple<at::Tensor, at::Tensor> gated_double_backward(const char* op, Gate ga
   TORCH_CHECK(grad_grad_input.sizes() == input.sizes(), "torch_ops.", op,
               ": expected grad_grad_input to have the shape of input ", input.sizes(), ", got ",
               grad_grad_input.sizes());
-  auto d_grad_output = at::empty(s.half_sizes, input.options());
-  auto d_input = at::empty(input.sizes(), input.options());
+  auto d_grad_output = empty_output(s.half_sizes, input.options());
+  auto d_input = empty_output(input.sizes(), input.options());
   if (d_input.numel() == 0) return {d_grad_output, d_input};
   const auto x = input.contiguous();
   const auto go = grad_output.contiguous();

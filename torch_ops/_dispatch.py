@@ -16,11 +16,3 @@ import torch
 
 _has_torch_function = torch._C._has_torch_function
 _is_compiling = torch.compiler.is_compiling
-
-
-
-def use_torch_ops(args: tuple) -> bool:
-    """True when a call must go through torch.ops rather than the direct binding: while
-    compiling, or when a ``__torch_function__`` override or mode is active (torch.ops calls
-    honour them; the binding does not)."""
-    return _is_compiling() or _has_torch_function(args)

@@ -24,7 +24,9 @@ import torch
 from torch import Tensor
 
 from . import _C
-from ._dispatch import use_torch_ops
+from torch.overrides import handle_torch_function
+
+from ._dispatch import _has_torch_function, _is_compiling
 
 _ops = torch.ops.torch_ops
 
@@ -58,62 +60,76 @@ def _promote(input: Tensor) -> Tensor:
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """``torch.nn.functional.relu``: max(input, 0); ``inplace=True`` modifies and returns input."""
+    if _has_torch_function((input,)):
+        return handle_torch_function(relu, (input,), input, inplace=inplace)
     _check_tensor(input, "relu")
     _check_inplace_flag(inplace, "relu")
     if inplace:
-        return _ops.relu_.default(input) if use_torch_ops((input,)) else _C.relu_(input)
-    return _ops.relu.default(input) if use_torch_ops((input,)) else _C.relu(input)
+        return _ops.relu_.default(input) if _is_compiling() else _C.relu_(input)
+    return _ops.relu.default(input) if _is_compiling() else _C.relu(input)
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """``torch.nn.functional.leaky_relu``: input where > 0, else negative_slope * input."""
+    if _has_torch_function((input,)):
+        return handle_torch_function(leaky_relu, (input,), input, negative_slope=negative_slope, inplace=inplace)
     _check_tensor(input, "leaky_relu")
     _check_inplace_flag(inplace, "leaky_relu")
     if not isinstance(negative_slope, numbers.Real):
         raise TypeError(f"torch_ops.leaky_relu: expected negative_slope to be a number, got {type(negative_slope).__name__}")
     slope = float(negative_slope)
     if inplace:
-        return _ops.leaky_relu_.default(input, slope) if use_torch_ops((input,)) else _C.leaky_relu_(input, slope)
-    return _ops.leaky_relu.default(input, slope) if use_torch_ops((input,)) else _C.leaky_relu(input, slope)
+        return _ops.leaky_relu_.default(input, slope) if _is_compiling() else _C.leaky_relu_(input, slope)
+    return _ops.leaky_relu.default(input, slope) if _is_compiling() else _C.leaky_relu(input, slope)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """``torch.nn.functional.gelu``: input * Phi(input), or its tanh approximation."""
+    if _has_torch_function((input,)):
+        return handle_torch_function(gelu, (input,), input, approximate=approximate)
     _check_tensor(input, "gelu")
     _check_approximate(approximate, "gelu")
-    return _ops.gelu.default(input, approximate) if use_torch_ops((input,)) else _C.gelu(input, approximate)
+    return _ops.gelu.default(input, approximate) if _is_compiling() else _C.gelu(input, approximate)
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     """``torch.nn.functional.silu``: input * sigmoid(input)."""
+    if _has_torch_function((input,)):
+        return handle_torch_function(silu, (input,), input, inplace=inplace)
     _check_tensor(input, "silu")
     _check_inplace_flag(inplace, "silu")
     if inplace:
-        return _ops.silu_.default(input) if use_torch_ops((input,)) else _C.silu_(input)
-    return _ops.silu.default(input) if use_torch_ops((input,)) else _C.silu(input)
+        return _ops.silu_.default(input) if _is_compiling() else _C.silu_(input)
+    return _ops.silu.default(input) if _is_compiling() else _C.silu(input)
 
 
 def sigmoid(input: Tensor) -> Tensor:
     """``torch.sigmoid`` / ``torch.nn.functional.sigmoid``: 1 / (1 + exp(-input))."""
+    if _has_torch_function((input,)):
+        return handle_torch_function(sigmoid, (input,), input)
     _check_tensor(input, "sigmoid")
     input = _promote(input)
-    return _ops.sigmoid.default(input) if use_torch_ops((input,)) else _C.sigmoid(input)
+    return _ops.sigmoid.default(input) if _is_compiling() else _C.sigmoid(input)
 
 
 def tanh(input: Tensor) -> Tensor:
     """``torch.tanh`` / ``torch.nn.functional.tanh``."""
+    if _has_torch_function((input,)):
+        return handle_torch_function(tanh, (input,), input)
     _check_tensor(input, "tanh")
     input = _promote(input)
-    return _ops.tanh.default(input) if use_torch_ops((input,)) else _C.tanh(input)
+    return _ops.tanh.default(input) if _is_compiling() else _C.tanh(input)
 
 
 def glu(input: Tensor, dim: int = -1) -> Tensor:
     """``torch.nn.functional.glu``: a * sigmoid(b), where a, b = input.chunk(2, dim)."""
+    if _has_torch_function((input,)):
+        return handle_torch_function(glu, (input,), input, dim=dim)
     _check_tensor(input, "glu")
     _check_dim(dim, "glu")
     if input.dim() == 0:
         raise RuntimeError("torch_ops.glu: glu does not support scalars because halving size must be even")
-    return _ops.glu.default(input, dim) if use_torch_ops((input,)) else _C.glu(input, dim)
+    return _ops.glu.default(input, dim) if _is_compiling() else _C.glu(input, dim)
 
 
 def swiglu(input: Tensor, dim: int = -1) -> Tensor:
@@ -122,17 +138,21 @@ def swiglu(input: Tensor, dim: int = -1) -> Tensor:
     One pass over the input forward and one backward (the gradient of both halves), instead
     of the chunk, silu, multiply and concatenation of the eager composition.
     """
+    if _has_torch_function((input,)):
+        return handle_torch_function(swiglu, (input,), input, dim=dim)
     _check_tensor(input, "swiglu")
     _check_dim(dim, "swiglu")
-    return _ops.swiglu.default(input, dim) if use_torch_ops((input,)) else _C.swiglu(input, dim)
+    return _ops.swiglu.default(input, dim) if _is_compiling() else _C.swiglu(input, dim)
 
 
 def geglu(input: Tensor, dim: int = -1, approximate: str = "none") -> Tensor:
     """GEGLU (T5-style MLPs): gelu(a, approximate) * b, where a, b = input.chunk(2, dim)."""
+    if _has_torch_function((input,)):
+        return handle_torch_function(geglu, (input,), input, dim=dim, approximate=approximate)
     _check_tensor(input, "geglu")
     _check_dim(dim, "geglu")
     _check_approximate(approximate, "geglu")
-    if use_torch_ops((input,)):
+    if _is_compiling():
         return _ops.geglu.default(input, dim, approximate)
     return _C.geglu(input, dim, approximate)
 
