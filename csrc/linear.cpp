@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include "torch_ops/alloc.h"
 #include "torch_ops/checks.h"
 #include "torch_ops/linear.h"
 #include "torch_ops/ops.h"
@@ -18,8 +19,26 @@ int64_t leading_rows(const at::Tensor& t) {
   return rows;
 }
 
-// t (*, k) as (rows, k): t itself when 2-D, a view when the strides allow it, else a
-// copy (at::reshape). Every new tensor costs a few hundred ns on a small call.
+}  // namespace
+
+void check_args(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                const std::optional<at::Tensor>& bias) {
+  check_min_dim(input, 1, op, "input");
+  check_dim(weight, 2, op, "weight");
+  check_floating(input, op, "input");
+  check_same_dtype(input, "input", weight, "weight", op);
+  check_same_device(input, "input", weight, "weight", op);
+  TORCH_CHECK(input.size(-1) == weight.size(1), "torch_ops.", op, ": expected input.size(-1) to equal in_features = ",
+              "weight.size(1) = ", weight.size(1), ", got input shape ", input.sizes(), " and weight shape ",
+              weight.sizes());
+  if (bias.has_value() && bias->defined()) {
+    check_dim(*bias, 1, op, "bias");
+    check_size(*bias, 0, weight.size(0), op, "bias", "out_features = weight.size(0)");
+    check_same_dtype(input, "input", *bias, "bias", op);
+    check_same_device(input, "input", *bias, "bias", op);
+  }
+}
+
 at::Tensor as_2d(const at::Tensor& t) { return t.dim() == 2 ? t : t.reshape({leading_rows(t), t.size(-1)}); }
 
 std::vector<int64_t> with_last(const at::Tensor& t, int64_t last) {
@@ -28,28 +47,18 @@ std::vector<int64_t> with_last(const at::Tensor& t, int64_t last) {
   return sizes;
 }
 
-}  // namespace
-
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
-  constexpr const char* op = "linear";
-  check_min_dim(input, 1, op, "input");
-  check_dim(weight, 2, op, "weight");
-  check_floating(input, op, "input");
-  check_same_dtype(input, "input", weight, "weight", op);
-  check_same_device(input, "input", weight, "weight", op);
-  TORCH_CHECK(input.size(-1) == weight.size(1), "torch_ops.linear: expected input.size(-1) to equal in_features = ",
-              "weight.size(1) = ", weight.size(1), ", got input shape ", input.sizes(), " and weight shape ",
-              weight.sizes());
+  check_args("linear", input, weight, bias);
   const bool has_bias = bias.has_value() && bias->defined();
-  if (has_bias) {
-    check_dim(*bias, 1, op, "bias");
-    check_size(*bias, 0, weight.size(0), op, "bias", "out_features = weight.size(0)");
-    check_same_dtype(input, "input", *bias, "bias", op);
-    check_same_device(input, "input", *bias, "bias", op);
-  }
   const auto x2d = as_2d(input);
   const auto wt = weight.t();  // a view: BLAS reads it transposed, no copy
-  auto y2d = has_bias ? at::addmm(*bias, x2d, wt) : at::mm(x2d, wt);
+  at::Tensor y2d;
+  if (input.is_cpu()) {  // a fresh output of several MiB: huge pages (torch_ops/alloc.h)
+    y2d = empty_output({x2d.size(0), weight.size(0)}, input.options());
+    has_bias ? at::addmm_out(y2d, *bias, x2d, wt) : at::mm_out(y2d, x2d, wt);
+  } else {
+    y2d = has_bias ? at::addmm(*bias, x2d, wt) : at::mm(x2d, wt);
+  }
   return input.dim() == 2 ? y2d : y2d.view(with_last(input, weight.size(0)));
 }
 

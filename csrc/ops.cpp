@@ -20,6 +20,20 @@ TORCH_LIBRARY(torch_ops, m) {
   // (input, weight, bias). torch_ops.autograd.LinearFunction calls it.
   m.def("linear_backward(Tensor grad_output, Tensor? input, Tensor? weight, bool[3] output_mask) -> Tensor[]");
 
+  // fused (csrc/fused.cpp): act(input W^T + b), act one of None, 'relu', 'gelu',
+  // 'gelu_tanh', 'silu', with the bias and the activation in the GEMM's epilogue.
+  // fused_linear_preact also returns the pre-activation (what autograd saves for gelu and
+  // silu); fused_linear_act_grad is (grad_output * act'(saved), its sum over the rows when
+  // bias, else a (0,) tensor), saved being the output for relu and the pre-activation
+  // otherwise; fused_linear_backward is the gradient formula (CompositeImplicitAutograd),
+  // called by torch_ops.autograd.FusedLinearFunction.
+  m.set_python_module("torch_ops.fused");
+  m.def("fused_linear(Tensor input, Tensor weight, Tensor? bias=None, str? activation=None) -> Tensor");
+  m.def("fused_linear_preact(Tensor input, Tensor weight, Tensor? bias, str activation) -> (Tensor, Tensor)");
+  m.def("fused_linear_act_grad(Tensor grad_output, Tensor saved, str activation, bool bias) -> (Tensor, Tensor)");
+  m.def("fused_linear_backward(Tensor grad_output, Tensor? input, Tensor? weight, Tensor? bias, Tensor? saved, "
+        "str? activation, bool[3] output_mask) -> Tensor[]");
+
   // activation (csrc/activation.cpp): elementwise, any shape; outputs are contiguous.
   // <op>_backward takes what the forward saved: the input, or the result for relu, sigmoid
   // and tanh (and for leaky_relu_, which needs negative_slope >= 0 then). <op>_double_backward
@@ -80,6 +94,27 @@ at::Tensor linear_grad_weight(const at::Tensor& grad_output, const at::Tensor& i
 at::Tensor linear_grad_bias(const at::Tensor& grad_output) {
   static const auto op = handle<decltype(linear_grad_bias)>("torch_ops::linear_grad_bias");
   return op.call(grad_output);
+}
+
+// fused
+
+at::Tensor fused_linear(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                        std::optional<c10::string_view> activation) {
+  static const auto op = handle<decltype(fused_linear)>("torch_ops::fused_linear");
+  return op.call(input, weight, bias, activation);
+}
+
+std::tuple<at::Tensor, at::Tensor> fused_linear_preact(const at::Tensor& input, const at::Tensor& weight,
+                                                       const std::optional<at::Tensor>& bias,
+                                                       c10::string_view activation) {
+  static const auto op = handle<decltype(fused_linear_preact)>("torch_ops::fused_linear_preact");
+  return op.call(input, weight, bias, activation);
+}
+
+std::tuple<at::Tensor, at::Tensor> fused_linear_act_grad(const at::Tensor& grad_output, const at::Tensor& saved,
+                                                         c10::string_view activation, bool bias) {
+  static const auto op = handle<decltype(fused_linear_act_grad)>("torch_ops::fused_linear_act_grad");
+  return op.call(grad_output, saved, activation, bias);
 }
 
 // activation

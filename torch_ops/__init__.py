@@ -17,6 +17,7 @@ _C = _load.load_library()  # registers torch.ops.torch_ops.*
 from . import autograd, nn  # noqa: E402
 from ._build import VERSION as __version__  # noqa: E402
 from .activation import gelu, geglu, glu, leaky_relu, relu, sigmoid, silu, swiglu, tanh  # noqa: E402
+from .fused import fused_linear  # noqa: E402
 from .linear import linear  # noqa: E402
 
 
@@ -30,6 +31,7 @@ def build_info() -> dict:
 
 __all__ = [
     "linear",
+    "fused_linear",
     "relu",
     "leaky_relu",
     "gelu",

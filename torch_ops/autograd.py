@@ -11,10 +11,12 @@ from .activation import (
     SwiGLUFunction,
     TanhFunction,
 )
+from .fused import FusedLinearFunction
 from .linear import LinearFunction
 
 __all__ = [
     "LinearFunction",
+    "FusedLinearFunction",
     "ReLUFunction",
     "LeakyReLUFunction",
     "GELUFunction",

@@ -7,6 +7,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include "torch_ops/autograd_util.h"
 #include "torch_ops/linear.h"
 #include "torch_ops/ops.h"
 
@@ -15,19 +16,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// Whether the call needs an autograd node. Forward-mode AD (dual tensors, torch.func.jvp)
-// is refused loudly: a C++ torch::autograd::Function has no jvp, and skipping the node
-// would drop the tangent silently.
-bool any_requires_grad(const char* op, std::initializer_list<const at::Tensor*> ts) {
-  for (const auto* t : ts)
-    TORCH_CHECK(!t->defined() || !t->_fw_grad(/*level=*/0).defined(), "torch_ops.", op,
-                ": forward-mode AD (dual tensors, torch.func.jvp/jacfwd) is not supported; use reverse mode");
-  if (!at::GradMode::is_enabled()) return false;
-  for (const auto* t : ts)
-    if (t->defined() && t->requires_grad()) return true;
-  return false;
-}
 
 // y = x W^T + b
 // (One node class with and one without bias: no per-node flag in ctx->saved_data, whose

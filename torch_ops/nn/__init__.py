@@ -2,6 +2,7 @@
 
 from .activation import GEGLU, GELU, GLU, LeakyReLU, ReLU, Sigmoid, SiLU, SwiGLU, Tanh
 from .convert import convert
+from .fused import FusedLinear
 from .linear import Linear
 
-__all__ = ["Linear", "ReLU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "GLU", "SwiGLU", "GEGLU", "convert"]
+__all__ = ["Linear", "FusedLinear", "ReLU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "GLU", "SwiGLU", "GEGLU", "convert"]

@@ -6,6 +6,7 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from . import activation as act
+from .fused import FusedLinear
 from .linear import Linear
 
 # torch.nn class -> torch_ops replacement. Later op families add theirs here.
@@ -42,15 +43,53 @@ def _replacement_class(cls: type) -> type | None:
     return None
 
 
-def convert(model: nn.Module, *, report: bool = False):
+def _fusable_activation(module: nn.Module) -> str | None:
+    """The fused_linear activation that ``module`` computes, or None if it is not one."""
+    cls = type(module)
+    if cls in (nn.ReLU, act.ReLU):
+        return "relu"
+    if cls in (nn.SiLU, act.SiLU):
+        return "silu"
+    if cls in (nn.GELU, act.GELU):
+        return "gelu_tanh" if module.approximate == "tanh" else "gelu"
+    return None
+
+
+def _fuse(model: nn.Module, replaced: list) -> None:
+    """In every nn.Sequential: Linear, then ReLU / GELU / SiLU -> FusedLinear, then Identity."""
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        keys = list(module._modules.keys())
+        for first, second in zip(keys, keys[1:]):
+            lin, nxt = module._modules[first], module._modules[second]
+            if lin is None or nxt is None or type(lin) not in (nn.Linear, Linear):
+                continue
+            activation = _fusable_activation(nxt)
+            if activation is None:
+                continue
+            prefix = f"{name}." if name else ""
+            replaced.append((prefix + first, type(lin).__qualname__))
+            replaced.append((prefix + second, type(nxt).__qualname__))
+            lin.__class__ = FusedLinear
+            lin.activation = activation
+            module._modules[second] = nn.Identity()
+
+
+def convert(model: nn.Module, *, fuse: bool = False, report: bool = False):
     """Replace every supported module in ``model`` (itself included) by its torch_ops drop-in.
 
     The modules keep their parameters (the same tensors), buffers, hooks, device, dtype
-    and training mode: only their class changes. Returns ``model``, or
-    ``(model, replaced)`` with ``report=True``, where ``replaced`` lists
-    ``(qualified_name, old_class_name)`` of each module converted.
+    and training mode: only their class changes. With ``fuse=True``, first, inside each
+    ``nn.Sequential``, a Linear immediately followed by a ReLU, GELU (either approximation)
+    or SiLU becomes one ``FusedLinear`` (the Linear module itself, its state_dict keys kept)
+    and the activation's slot an ``nn.Identity`` (hooks on that activation module go with
+    it). Returns ``model``, or ``(model, replaced)`` with ``report=True``, where
+    ``replaced`` lists ``(qualified_name, old_class_name)`` of each module converted.
     """
     replaced = []
+    if fuse:
+        _fuse(model, replaced)
     for name, module in model.named_modules():
         new_cls = _replacement_class(type(module))
         if new_cls is not None:

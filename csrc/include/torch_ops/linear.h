@@ -13,6 +13,7 @@
 #include <ATen/core/Tensor.h>
 #include <array>
 #include <optional>
+#include <vector>
 
 #include "torch_ops/cpu_isa.h"
 
@@ -27,6 +28,18 @@ namespace torch_ops::linear {
 
 // Device-generic host code (csrc/linear.cpp): checks, reshapes, GEMM library calls.
 // The CPU and CUDA registrations call these; only the bias reduction is per device.
+// The argument checks of linear, shared by the fused family (messages name `op`): input
+// (*, in) floating, weight (out, in) and bias (out) of its dtype and device.
+void check_args(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                const std::optional<at::Tensor>& bias);
+
+// t (*, k) as (rows, k): t itself when 2-D, a view when the strides allow it, else a copy
+// (at::reshape). Every new tensor costs a few hundred ns on a small call.
+at::Tensor as_2d(const at::Tensor& t);
+
+// t's sizes with the last one replaced.
+std::vector<int64_t> with_last(const at::Tensor& t, int64_t last);
+
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias);
 at::Tensor grad_weight(const at::Tensor& grad_output, const at::Tensor& input);
 

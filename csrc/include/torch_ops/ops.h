@@ -15,6 +15,11 @@ at::Tensor linear(const at::Tensor& input, const at::Tensor& weight, const std::
 at::Tensor linear_grad_weight(const at::Tensor& grad_output, const at::Tensor& input);
 at::Tensor linear_grad_bias(const at::Tensor& grad_output);
 
+// fused
+at::Tensor fused_linear(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, std::optional<c10::string_view> activation);
+std::tuple<at::Tensor, at::Tensor> fused_linear_preact(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias, c10::string_view activation);
+std::tuple<at::Tensor, at::Tensor> fused_linear_act_grad(const at::Tensor& grad_output, const at::Tensor& saved, c10::string_view activation, bool bias);
+
 // activation
 at::Tensor relu(const at::Tensor& input);
 at::Tensor& relu_(at::Tensor& self);
