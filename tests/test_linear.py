@@ -511,3 +511,31 @@ def test_version_mismatch_message():
 
     with pytest.raises(ImportError, match=r"built against torch 1\.0\.0.*pip install --no-build-isolation"):
         _load._check_version(OtherBuild, "torch_ops._C")
+
+
+def test_converted_model_pickles_and_loads_in_a_new_process(tmp_path):
+    """convert() makes classes at run time for nn.Linear subclasses (MultiheadAttention's
+    out_proj); torch.save / torch.load of the whole model work, also in a fresh process."""
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    model = torch_ops.nn.convert(torch.nn.TransformerEncoderLayer(16, 2, 32, batch_first=True).eval())
+    x = torch.randn(2, 5, 16)
+    path = tmp_path / "model.pt"
+    torch.save({"model": model, "x": x, "y": model(x)}, path)
+    loaded = torch.load(path, weights_only=False)["model"]
+    assert type(loaded.self_attn.out_proj) is type(model.self_attn.out_proj)
+    torch.testing.assert_close(loaded(x), model(x))
+    check = (
+        "import torch, torch_ops; d = torch.load(%r, weights_only=False); m = d['model'];"
+        "assert isinstance(m.self_attn.out_proj, torch.nn.modules.linear.NonDynamicallyQuantizableLinear);"
+        "assert type(m.self_attn.out_proj).forward is torch_ops.nn.Linear.forward;"
+        "torch.testing.assert_close(m(d['x']), d['y'])" % str(path)
+    )
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(torch_ops.__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]

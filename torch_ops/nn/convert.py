@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
+from . import _converted
 from . import activation as act
 from .fused import FusedLinear
 from .linear import Linear
@@ -38,7 +39,9 @@ def _replacement_class(cls: type) -> type | None:
     for base, ours in _REPLACEMENTS.items():
         if issubclass(cls, base) and cls.forward is base.forward:
             if cls not in _converted_subclasses:
-                _converted_subclasses[cls] = type(cls.__name__, (cls,), {"forward": ours.forward, "__module__": cls.__module__})
+                # named so that pickle finds it again (torch_ops/nn/_converted.py)
+                attrs = {"forward": ours.forward, "__module__": _converted.__name__, "__qualname__": _converted.qualname_for(cls)}
+                _converted_subclasses[cls] = type(cls.__name__, (cls,), attrs)
             return _converted_subclasses[cls]
     return None
 
