@@ -1,5 +1,5 @@
 """torch_ops where PyTorch users put it: torch.export (and its save/load round trip),
-DistributedDataParallel on two CPU processes, concurrent calls from Python threads,
+DistributedDataParallel and FSDP2 on two CPU processes, concurrent calls from Python threads,
 whole-module serialization and deepcopy."""
 
 import copy
@@ -65,37 +65,51 @@ def _train(model, batches, lr=0.1):
         opt.step()
 
 
-def _ddp_worker(rank, world, init_file, out_file, batches):
+def _distributed_worker(rank, world, init_file, out_file, batches, wrapper):
     import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel as DDP
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         torch.manual_seed(0)
         model = _mlp(torch.float64)
-        ddp = DDP(model)
+        if wrapper == "ddp":
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            wrapped = DDP(model)
+        else:  # FSDP2: each module with parameters sharded, then the root
+            from torch.distributed.fsdp import fully_shard
+
+            for m in model:
+                if any(True for _ in m.parameters()):
+                    fully_shard(m)
+            wrapped = fully_shard(model)
         shard = [(x.chunk(world)[rank], y.chunk(world)[rank]) for x, y in batches]
-        _train(ddp, shard)
+        _train(wrapped, shard)
+        state = model.state_dict()
+        if wrapper == "fsdp2":
+            state = {k: v.full_tensor() for k, v in state.items()}  # DTensor shards -> whole
         if rank == 0:
-            torch.save(model.state_dict(), out_file)
+            torch.save(state, out_file)
     finally:
         dist.destroy_process_group()
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
-def test_ddp_two_cpu_processes_match_one_process(tmp_path):
-    """DDP averages the ranks' gradients of equal shards: the same as the full batch."""
+@pytest.mark.parametrize("wrapper", ["ddp", "fsdp2"])
+def test_distributed_two_cpu_processes_match_one_process(tmp_path, wrapper):
+    """DDP / FSDP2 average the ranks' gradients of equal shards: the full batch's."""
     import torch.multiprocessing as mp
 
     g = torch.Generator().manual_seed(1)
     batches = [(torch.randn(8, 8, generator=g, dtype=torch.float64), torch.randn(8, 4, generator=g, dtype=torch.float64)) for _ in range(4)]
-    out = tmp_path / "ddp.pt"
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(out), batches), nprocs=2, join=True)
+    out = tmp_path / "trained.pt"
+    mp.spawn(_distributed_worker, args=(2, str(tmp_path / "init"), str(out), batches, wrapper), nprocs=2, join=True)
     torch.manual_seed(0)
     ref = _mlp(torch.float64)
     before = copy.deepcopy(ref.state_dict())
     _train(ref, batches)
     got = torch.load(out)
+    assert set(got) == set(ref.state_dict())
     for k, v in ref.state_dict().items():
         assert not torch.equal(v, before[k])  # training moved every parameter
         torch.testing.assert_close(got[k], v, rtol=1e-12, atol=1e-12)
