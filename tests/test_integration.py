@@ -201,3 +201,35 @@ def test_set_num_threads_one_gives_the_same_results():
             torch.testing.assert_close(a, e, rtol=1e-6, atol=1e-6)
     for a, e in zip(outs[2], outs[0]):
         assert torch.equal(a, e)  # the same thread count: bitwise the same
+
+
+def _deterministic_calls():
+    torch.manual_seed(5)
+    x = torch.randn(3000, 96, requires_grad=True)
+    w = torch.randn(64, 96, requires_grad=True)
+    b = torch.randn(64, requires_grad=True)
+    return {
+        "linear": ((x, w, b), lambda: torch_ops.linear(x, w, b)),
+        "gelu": ((x,), lambda: torch_ops.gelu(x)),
+        "swiglu": ((x,), lambda: torch_ops.swiglu(x)),
+        "fused_linear": ((x, w, b), lambda: torch_ops.fused_linear(x, w, b, "silu")),
+    }
+
+
+@pytest.mark.parametrize("name", list(_deterministic_calls()))
+def test_deterministic_mode_bitwise_run_to_run(name):
+    """Under torch.use_deterministic_algorithms(True), two runs give bitwise the same
+    values and gradients on CPU (no kernel of ours depends on scheduling)."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        inputs, fn = _deterministic_calls()[name]
+        runs = []
+        for _ in range(3):
+            y = fn()
+            runs.append((y.detach(), *torch.autograd.grad(y.square().sum(), inputs)))
+    finally:
+        torch.use_deterministic_algorithms(before)
+    for run in runs[1:]:
+        for a, e in zip(run, runs[0]):
+            assert torch.equal(a, e)
