@@ -66,6 +66,18 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       },
       py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(), release_gil());
 
+  // fused_linear (the activation string is checked by the op).
+  m.def(
+      "fused_linear",
+      [](const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+         const std::optional<std::string>& activation) {
+        return torch_ops::ops::fused_linear(
+            input, weight, bias,
+            activation.has_value() ? std::optional<c10::string_view>(*activation) : std::nullopt);
+      },
+      py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("activation") = py::none(),
+      release_gil());
+
   // activation: the forward ops (in-place ones return self, the same Python object).
   namespace ops = torch_ops::ops;
   m.def("relu", &ops::relu, release_gil());

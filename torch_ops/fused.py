@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.overrides import handle_torch_function
 
+from . import _C
 from ._dispatch import _has_torch_function, _is_compiling
 from .linear import _check_float, _check_like
 
@@ -53,7 +54,7 @@ def fused_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, a
             "torch_ops.fused_linear: expected input, weight (and bias) to be Tensors, got "
             f"{type(input).__name__}, {type(weight).__name__}, {type(bias).__name__}"
         )
-    return _op(input, weight, bias, activation)
+    return _op(input, weight, bias, activation) if _is_compiling() else _C.fused_linear(input, weight, bias, activation)
 
 
 class FusedLinearFunction(torch.autograd.Function):
