@@ -12,6 +12,7 @@ from .activation import (
     TanhFunction,
 )
 from .linear import LinearFunction
+from .softmax import CrossEntropyFunction, LinearCrossEntropyFunction, LogSoftmaxFunction, SoftmaxFunction
 
 __all__ = [
     "LinearFunction",
@@ -24,4 +25,8 @@ __all__ = [
     "GLUFunction",
     "SwiGLUFunction",
     "GEGLUFunction",
+    "SoftmaxFunction",
+    "LogSoftmaxFunction",
+    "CrossEntropyFunction",
+    "LinearCrossEntropyFunction",
 ]

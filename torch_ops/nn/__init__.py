@@ -3,5 +3,7 @@
 from .activation import GEGLU, GELU, GLU, LeakyReLU, ReLU, Sigmoid, SiLU, SwiGLU, Tanh
 from .convert import convert
 from .linear import Linear
+from .softmax import CrossEntropyLoss, LinearCrossEntropyLoss, LogSoftmax, Softmax
 
-__all__ = ["Linear", "ReLU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "GLU", "SwiGLU", "GEGLU", "convert"]
+__all__ = ["Linear", "ReLU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "GLU", "SwiGLU", "GEGLU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
+           "LinearCrossEntropyLoss", "convert"]

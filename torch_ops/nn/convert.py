@@ -6,6 +6,7 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from . import activation as act
+from . import softmax as sm
 from .linear import Linear
 
 # torch.nn class -> torch_ops replacement. Later op families add theirs here.
@@ -18,6 +19,9 @@ _REPLACEMENTS: dict[type, type] = {
     nn.Sigmoid: act.Sigmoid,
     nn.Tanh: act.Tanh,
     nn.GLU: act.GLU,
+    nn.Softmax: sm.Softmax,
+    nn.LogSoftmax: sm.LogSoftmax,
+    nn.CrossEntropyLoss: sm.CrossEntropyLoss,
 }
 _converted_subclasses: dict[type, type] = {}
 
