@@ -313,14 +313,14 @@ at::Tensor cross_entropy_composite(const at::Tensor& input, const at::Tensor& ta
 // ------------------------------------------------------------------- linear cross-entropy
 
 int64_t default_chunk_size(int64_t rows, int64_t hidden, int64_t vocab, int64_t element_size) {
-  // Liger-Kernel's rule (the chunk's logits about the size of the input), then at most
-  // 64 MiB of logits and at least 1 row.
+  // As many rows as 128 MiB of logits hold (GEMMs of fewer rows run well below the BLAS's
+  // peak, and every chunk reads and writes grad_weight once), and at least Liger-Kernel's
+  // rule (the chunk's logits about the size of the input); at least 1 row, at most all.
+  const int64_t by_memory = (int64_t(128) << 20) / std::max<int64_t>(1, vocab * element_size);
   const int64_t factor = std::max<int64_t>(1, (vocab + hidden - 1) / std::max<int64_t>(hidden, 1));
-  int64_t chunk = 1;
-  const int64_t want = (rows + factor - 1) / factor;
-  while (chunk < want) chunk *= 2;
-  const int64_t cap = std::max<int64_t>(1, (int64_t(64) << 20) / std::max<int64_t>(1, vocab * element_size));
-  return std::max<int64_t>(1, std::min({chunk, cap, std::max<int64_t>(rows, 1)}));
+  int64_t liger = 1;
+  while (liger < (rows + factor - 1) / factor) liger *= 2;
+  return std::max<int64_t>(1, std::min(std::max(rows, int64_t(1)), std::max(by_memory, liger)));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_chunked(

@@ -128,6 +128,7 @@ CeParams load_params(AutogradContext* ctx) {
           ctx->saved_data["label_smoothing"].toDouble()};
 }
 
+// (index: the weight's among the node's tensor inputs; an absent weight has none.)
 void check_no_weight_grad(AutogradContext* ctx, int index, const char* op) {
   TORCH_CHECK(!ctx->needs_input_grad(index), "torch_ops.", op,
               ": the derivative for 'weight' (the class weights) is not implemented");
@@ -153,7 +154,7 @@ struct CrossEntropyNode : torch::autograd::Function<CrossEntropyNode> {
     const auto saved = ctx->get_saved_variables();
     const Tensor &input = saved[0], &target = saved[1], &weight = saved[2];
     const auto p = load_params(ctx);
-    check_no_weight_grad(ctx, 2, "cross_entropy");
+    if (weight.defined()) check_no_weight_grad(ctx, 2, "cross_entropy");
     Tensor d_input, d_target;
     if (ctx->needs_input_grad(0))
       d_input = ops::cross_entropy_backward(grads[0], input, target, opt(weight), p.reduction, p.ignore_index,
@@ -189,7 +190,7 @@ struct CrossEntropyBackwardNode : torch::autograd::Function<CrossEntropyBackward
     const auto saved = ctx->get_saved_variables();
     const Tensor &g = saved[0], &input = saved[1], &target = saved[2], &weight = saved[3];
     const auto p = load_params(ctx);
-    check_no_weight_grad(ctx, 3, "cross_entropy_backward");
+    if (weight.defined()) check_no_weight_grad(ctx, 3, "cross_entropy_backward");
     const bool create_graph = at::GradMode::is_enabled();
     at::AutoGradMode enable(true);
     const Tensor x = input.requires_grad() ? input : input.detach().requires_grad_(true);

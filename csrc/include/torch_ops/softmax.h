@@ -130,8 +130,8 @@ at::Tensor linear_cross_entropy(const at::Tensor& input, const at::Tensor& weigh
 at::Tensor linear_cross_entropy_composite(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target,
                                           const std::optional<at::Tensor>& bias, int64_t ignore_index,
                                           int64_t reduction, double label_smoothing);
-// The rows per chunk: chunk_size, or a default that keeps the chunk's logits near 1/4 of
-// the input and weight and at most 64 MiB.
+// The default rows per chunk of linear_cross_entropy: about 128 MiB of logits (see
+// csrc/softmax.cpp).
 int64_t default_chunk_size(int64_t rows, int64_t hidden, int64_t vocab, int64_t element_size);
 
 }  // namespace torch_ops::softmax
