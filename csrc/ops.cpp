@@ -71,6 +71,23 @@ TORCH_LIBRARY(torch_ops, m) {
   m.def("geglu(Tensor input, int dim=-1, str approximate='none') -> Tensor");
   m.def("geglu_backward(Tensor grad_output, Tensor input, int dim=-1, str approximate='none') -> Tensor");
   m.def("geglu_double_backward(Tensor grad_grad_input, Tensor grad_output, Tensor input, int dim=-1, str approximate='none') -> (Tensor, Tensor)");
+  // softmax (csrc/softmax.cpp): any dim of any rank; outputs are contiguous. reduction is
+  // 0 none, 1 mean, 2 sum. cross_entropy_forward returns what autograd saves: the per-row
+  // log-sum-exp (float, or double for float64) and the total weight of the mean (empty for
+  // none / sum). linear_cross_entropy_chunked returns (loss, grad_input, grad_weight,
+  // grad_bias), the gradients that output_mask asks for (others are empty), times
+  // grad_output when given (else of the loss itself). chunk_size 0: the default.
+  m.set_python_module("torch_ops.softmax");
+  m.def("softmax(Tensor input, int dim) -> Tensor");
+  m.def("log_softmax(Tensor input, int dim) -> Tensor");
+  m.def("softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor");
+  m.def("log_softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor");
+  m.def("cross_entropy(Tensor input, Tensor target, Tensor? weight=None, int reduction=1, int ignore_index=-100, float label_smoothing=0.0) -> Tensor");
+  m.def("cross_entropy_forward(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index, float label_smoothing) -> (Tensor, Tensor, Tensor)");
+  m.def("cross_entropy_backward(Tensor grad_output, Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index, float label_smoothing, Tensor lse, Tensor total_weight) -> Tensor");
+  m.def("cross_entropy_target_backward(Tensor grad_output, Tensor input, Tensor target, Tensor? weight, int reduction, float label_smoothing) -> Tensor");
+  m.def("linear_cross_entropy(Tensor input, Tensor weight, Tensor target, Tensor? bias=None, int ignore_index=-100, int reduction=1, float label_smoothing=0.0, int? chunk_size=None) -> Tensor");
+  m.def("linear_cross_entropy_chunked(Tensor input, Tensor weight, Tensor target, Tensor? bias, Tensor? grad_output, int ignore_index, int reduction, float label_smoothing, int chunk_size, bool[3] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 namespace torch_ops::ops {
@@ -257,6 +274,58 @@ at::Tensor geglu_backward(const at::Tensor& grad_output, const at::Tensor& input
 std::tuple<at::Tensor, at::Tensor> geglu_double_backward(const at::Tensor& grad_grad_input, const at::Tensor& grad_output, const at::Tensor& input, int64_t dim, c10::string_view approximate) {
   static const auto op = handle<decltype(geglu_double_backward)>("torch_ops::geglu_double_backward");
   return op.call(grad_grad_input, grad_output, input, dim, approximate);
+}
+
+// softmax
+
+at::Tensor softmax(const at::Tensor& input, int64_t dim) {
+  static const auto op = handle<decltype(softmax)>("torch_ops::softmax");
+  return op.call(input, dim);
+}
+
+at::Tensor log_softmax(const at::Tensor& input, int64_t dim) {
+  static const auto op = handle<decltype(log_softmax)>("torch_ops::log_softmax");
+  return op.call(input, dim);
+}
+
+at::Tensor softmax_backward(const at::Tensor& grad_output, const at::Tensor& output, int64_t dim) {
+  static const auto op = handle<decltype(softmax_backward)>("torch_ops::softmax_backward");
+  return op.call(grad_output, output, dim);
+}
+
+at::Tensor log_softmax_backward(const at::Tensor& grad_output, const at::Tensor& output, int64_t dim) {
+  static const auto op = handle<decltype(log_softmax_backward)>("torch_ops::log_softmax_backward");
+  return op.call(grad_output, output, dim);
+}
+
+at::Tensor cross_entropy(const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index, double label_smoothing) {
+  static const auto op = handle<decltype(cross_entropy)>("torch_ops::cross_entropy");
+  return op.call(input, target, weight, reduction, ignore_index, label_smoothing);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> cross_entropy_forward(const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index, double label_smoothing) {
+  static const auto op = handle<decltype(cross_entropy_forward)>("torch_ops::cross_entropy_forward");
+  return op.call(input, target, weight, reduction, ignore_index, label_smoothing);
+}
+
+at::Tensor cross_entropy_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index, double label_smoothing, const at::Tensor& lse, const at::Tensor& total_weight) {
+  static const auto op = handle<decltype(cross_entropy_backward)>("torch_ops::cross_entropy_backward");
+  return op.call(grad_output, input, target, weight, reduction, ignore_index, label_smoothing, lse, total_weight);
+}
+
+at::Tensor cross_entropy_target_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight, int64_t reduction, double label_smoothing) {
+  static const auto op = handle<decltype(cross_entropy_target_backward)>("torch_ops::cross_entropy_target_backward");
+  return op.call(grad_output, input, target, weight, reduction, label_smoothing);
+}
+
+at::Tensor linear_cross_entropy(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target, const std::optional<at::Tensor>& bias, int64_t ignore_index, int64_t reduction, double label_smoothing, std::optional<int64_t> chunk_size) {
+  static const auto op = handle<decltype(linear_cross_entropy)>("torch_ops::linear_cross_entropy");
+  return op.call(input, weight, target, bias, ignore_index, reduction, label_smoothing, chunk_size);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_chunked(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target, const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& grad_output, int64_t ignore_index, int64_t reduction, double label_smoothing, int64_t chunk_size, std::array<bool, 3> output_mask) {
+  static const auto op = handle<decltype(linear_cross_entropy_chunked)>("torch_ops::linear_cross_entropy_chunked");
+  return op.call(input, weight, target, bias, grad_output, ignore_index, reduction, label_smoothing, chunk_size, output_mask);
 }
 
 }  // namespace torch_ops::ops

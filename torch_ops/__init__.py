@@ -19,6 +19,7 @@ from ._build import VERSION as __version__  # noqa: E402
 from .activation import gelu, geglu, glu, leaky_relu, relu, sigmoid, silu, swiglu, tanh  # noqa: E402
 from .fused import fused_linear  # noqa: E402
 from .linear import linear  # noqa: E402
+from .softmax import cross_entropy, linear_cross_entropy, log_softmax, softmax  # noqa: E402
 
 
 def build_info() -> dict:
@@ -41,6 +42,10 @@ __all__ = [
     "glu",
     "swiglu",
     "geglu",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    "linear_cross_entropy",
     "autograd",
     "nn",
     "build_info",

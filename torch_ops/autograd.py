@@ -13,6 +13,7 @@ from .activation import (
 )
 from .fused import FusedLinearFunction
 from .linear import LinearFunction
+from .softmax import CrossEntropyFunction, LinearCrossEntropyFunction, LogSoftmaxFunction, SoftmaxFunction
 
 __all__ = [
     "LinearFunction",
@@ -26,4 +27,8 @@ __all__ = [
     "GLUFunction",
     "SwiGLUFunction",
     "GEGLUFunction",
+    "SoftmaxFunction",
+    "LogSoftmaxFunction",
+    "CrossEntropyFunction",
+    "LinearCrossEntropyFunction",
 ]

@@ -154,8 +154,8 @@ def bench_cases():
     """Benchmark cases (``python -m torch_ops.bench``): fused_linear against eager
     ``act(F.linear(...))`` and torch.compile of it, with bias, for relu, gelu and silu.
 
-    gemm is GEMM-bound (M=8192, K=N=1024); wide is where the elementwise work is a large
-    share (M=16384, K=128, N=512).
+    small is overhead-bound; gemm is GEMM-bound (M=8192, K=N=1024); wide is where the
+    elementwise work is a large share (M=16384, K=128, N=512).
     """
     import torch.nn.functional as F
 
@@ -179,6 +179,8 @@ def bench_cases():
             return fused_linear(x, w, b, act)
 
         return Case(f"fused_linear_{act}", name, f"x {m}x{k}, W {n}x{k}, b {n}", make_inputs, ours=ours, eager=eager,
-                    compile=True, flops_fwd=2 * m * n * k, flops_bwd=4 * m * n * k)  # fmt: skip
+                    compile=True, flops_fwd=2 * m * n * k, flops_bwd=4 * m * n * k,
+                    size="small" if name == "small" else "large")  # fmt: skip
 
-    return [case(a, nm, *shape) for a in acts for nm, shape in (("gemm", (8192, 1024, 1024)), ("wide", (16384, 128, 512)))]
+    shapes = (("small", (32, 64, 64)), ("gemm", (8192, 1024, 1024)), ("wide", (16384, 128, 512)))
+    return [case(a, nm, *shape) for a in acts for nm, shape in shapes]

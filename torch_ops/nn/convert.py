@@ -7,6 +7,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from . import _converted
 from . import activation as act
+from . import softmax as sm
 from .fused import FusedLinear
 from .linear import Linear
 
@@ -20,6 +21,9 @@ _REPLACEMENTS: dict[type, type] = {
     nn.Sigmoid: act.Sigmoid,
     nn.Tanh: act.Tanh,
     nn.GLU: act.GLU,
+    nn.Softmax: sm.Softmax,
+    nn.LogSoftmax: sm.LogSoftmax,
+    nn.CrossEntropyLoss: sm.CrossEntropyLoss,
 }
 _converted_subclasses: dict[type, type] = {}
 

@@ -56,3 +56,4 @@
 #include "torch_ops/cpu_isa.h"
 #include "torch_ops/linear.h"
 #include "torch_ops/reduce_math.h"
+#include "torch_ops/softmax.h"
