@@ -18,6 +18,7 @@ from . import autograd, nn  # noqa: E402
 from ._build import VERSION as __version__  # noqa: E402
 from .activation import gelu, geglu, glu, leaky_relu, relu, sigmoid, silu, swiglu, tanh  # noqa: E402
 from .linear import linear  # noqa: E402
+from .norm import add_layer_norm, add_rms_norm, layer_norm, rms_norm  # noqa: E402
 
 
 def build_info() -> dict:
@@ -39,6 +40,10 @@ __all__ = [
     "glu",
     "swiglu",
     "geglu",
+    "layer_norm",
+    "rms_norm",
+    "add_layer_norm",
+    "add_rms_norm",
     "autograd",
     "nn",
     "build_info",

@@ -12,6 +12,7 @@ from .activation import (
     TanhFunction,
 )
 from .linear import LinearFunction
+from .norm import AddLayerNormFunction, AddRMSNormFunction, LayerNormFunction, RMSNormFunction
 
 __all__ = [
     "LinearFunction",
@@ -24,4 +25,8 @@ __all__ = [
     "GLUFunction",
     "SwiGLUFunction",
     "GEGLUFunction",
+    "LayerNormFunction",
+    "RMSNormFunction",
+    "AddLayerNormFunction",
+    "AddRMSNormFunction",
 ]

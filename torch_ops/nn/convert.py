@@ -7,6 +7,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from . import activation as act
 from .linear import Linear
+from .norm import LayerNorm, RMSNorm
 
 # torch.nn class -> torch_ops replacement. Later op families add theirs here.
 _REPLACEMENTS: dict[type, type] = {
@@ -18,6 +19,8 @@ _REPLACEMENTS: dict[type, type] = {
     nn.Sigmoid: act.Sigmoid,
     nn.Tanh: act.Tanh,
     nn.GLU: act.GLU,
+    nn.LayerNorm: LayerNorm,
+    nn.RMSNorm: RMSNorm,
 }
 _converted_subclasses: dict[type, type] = {}
 

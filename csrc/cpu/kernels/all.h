@@ -2,3 +2,4 @@
 // csrc/cpu/isa_*.cpp. A new family adds its header here.
 #include "linear.h"
 #include "activation.h"
+#include "norm.h"

@@ -55,4 +55,5 @@
 #include "torch_ops/activation.h"
 #include "torch_ops/cpu_isa.h"
 #include "torch_ops/linear.h"
+#include "torch_ops/norm.h"
 #include "torch_ops/reduce_math.h"

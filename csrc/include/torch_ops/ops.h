@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/string_view.h>
 
+#include <array>
 #include <optional>
 #include <tuple>
 
@@ -44,5 +45,12 @@ std::tuple<at::Tensor, at::Tensor> swiglu_double_backward(const at::Tensor& grad
 at::Tensor geglu(const at::Tensor& input, int64_t dim, c10::string_view approximate);
 at::Tensor geglu_backward(const at::Tensor& grad_output, const at::Tensor& input, int64_t dim, c10::string_view approximate);
 std::tuple<at::Tensor, at::Tensor> geglu_double_backward(const at::Tensor& grad_grad_input, const at::Tensor& grad_output, const at::Tensor& input, int64_t dim, c10::string_view approximate);
+
+// norm
+std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm(const at::Tensor& input, at::IntArrayRef normalized_shape, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias, double eps);
+std::tuple<at::Tensor, at::Tensor> rms_norm(const at::Tensor& input, at::IntArrayRef normalized_shape, const std::optional<at::Tensor>& weight, std::optional<double> eps);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm(const at::Tensor& input, const at::Tensor& residual, at::IntArrayRef normalized_shape, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias, double eps);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& input, const at::Tensor& residual, at::IntArrayRef normalized_shape, const std::optional<at::Tensor>& weight, std::optional<double> eps);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_backward(const at::Tensor& grad_output, const at::Tensor& input, const std::optional<at::Tensor>& mean, const at::Tensor& rstd, at::IntArrayRef normalized_shape, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& grad_extra, double eps, std::array<bool, 3> output_mask);
 
 }  // namespace torch_ops::ops
