@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <limits>
+#include <string>
 
 #include "torch_ops/checks.h"
 #include "torch_ops/norm.h"
@@ -49,8 +50,12 @@ Shape shape_of(const at::Tensor& input, at::IntArrayRef normalized_shape, const 
   const int64_t axis = input.dim() - k;
   bool ok = axis >= 0;
   for (int64_t i = 0; ok && i < k; ++i) ok = input.size(axis + i) == normalized_shape[i];
-  TORCH_CHECK(ok, "torch_ops.", op, ": expected input with shape [*, ", normalized_shape,
-              "] (normalized_shape=", normalized_shape, "), got input of shape ", input.sizes());
+  if (!ok) {
+    std::string dims;
+    for (int64_t i = 0; i < k; ++i) dims += (i ? ", " : "") + std::to_string(normalized_shape[i]);
+    TORCH_CHECK(false, "torch_ops.", op, ": expected input with shape [*, ", dims, "] (normalized_shape=",
+                normalized_shape, "), got input of shape ", input.sizes());
+  }
   Shape s{axis, 1, 1, std::vector<int64_t>(input.sizes().begin(), input.sizes().begin() + axis)};
   for (int64_t i = 0; i < axis; ++i) s.M *= input.size(i);
   for (int64_t i = axis; i < input.dim(); ++i) s.N *= input.size(i);
@@ -139,16 +144,9 @@ FwdOut forward_impl(const char* op, bool rms, const at::Tensor& input, const at:
 
 double rms_eps(at::ScalarType dtype, std::optional<double> eps) {
   if (eps.has_value()) return *eps;
-  switch (dtype) {
-    case at::kDouble:
-      return std::numeric_limits<double>::epsilon();
-    case at::kHalf:
-      return 0.0009765625;  // torch.finfo(torch.float16).eps
-    case at::kBFloat16:
-      return 0.0078125;  // torch.finfo(torch.bfloat16).eps
-    default:
-      return std::numeric_limits<float>::epsilon();
-  }
+  // What F.rms_norm does (ATen's rms_norm): the epsilon of the opmath type, so float32's
+  // for float16/bfloat16 inputs too (its docs say torch.finfo(input.dtype).eps).
+  return dtype == at::kDouble ? std::numeric_limits<double>::epsilon() : std::numeric_limits<float>::epsilon();
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm(const at::Tensor& input, at::IntArrayRef normalized_shape,

@@ -59,7 +59,7 @@ TORCH_LIBRARY(torch_ops, m) {
   m.def("geglu_double_backward(Tensor grad_grad_input, Tensor grad_output, Tensor input, int dim=-1, str approximate='none') -> (Tensor, Tensor)");
   // norm (csrc/norm.cpp): over the trailing normalized_shape dims; outputs contiguous.
   // mean / rstd have the input's leading shape, in float for float16/bfloat16 inputs
-  // (float64 for float64). rms_norm's eps=None is torch.finfo(input.dtype).eps.
+  // (float64 for float64). rms_norm's eps=None is the opmath type's epsilon (as ATen).
   // norm_backward: mean=None means rms; grad_extra is added to grad_input (the gradient
   // reaching input + residual directly); outputs that output_mask leaves out are empty.
   m.set_python_module("torch_ops.norm");

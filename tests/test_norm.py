@@ -71,6 +71,34 @@ def _clone(args):
     return [a.detach().clone().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a for a in args]
 
 
+REDUCED = (torch.float16, torch.bfloat16)
+
+
+def _reference(name, args, dtype):
+    """The reference outputs and its differentiable inputs. float64/float32: torch's op in
+    the same dtype. float16/bfloat16: torch's op in float64 on the same (rounded) inputs,
+    with x + r rounded to the dtype as it is in the dtype, rounded to the dtype at the end
+    (torch's own float16/bfloat16 backward rounds its intermediates and is less accurate
+    than the float-accumulating kernels; measured on rms_norm 7x5: 0.025 vs 0.004 off)."""
+    _, ref, add, _ = OPS_TABLE[name]
+    args = [(a,) if isinstance(a, int) else a for a in args]  # F.layer_norm wants a sequence
+    if dtype not in REDUCED:
+        ref_args = _clone(args)
+        return _outputs(ref(*ref_args)), ref_args
+    ref_args = [a.detach().double().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a for a in args]
+    call = list(ref_args)
+    kwargs = {}
+    if "rms" in name:
+        kwargs["eps"] = torch.finfo(torch.float32).eps  # F.rms_norm's default for float16/bfloat16
+    if add:
+        ref_fn = F.layer_norm if name == "add_layer_norm" else F.rms_norm
+        s = (call[0] + call[1]).to(dtype).double()
+        outs = [ref_fn(s, *call[2:], **kwargs), s]
+    else:
+        outs = [ref(*call, **kwargs)]
+    return [o.to(dtype) for o in outs], ref_args
+
+
 def _outputs(out):
     return list(out) if isinstance(out, tuple) else [out]
 
@@ -85,10 +113,10 @@ def _tensors(args):
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 def test_forward_backward_match_torch(device, dtype, name, shapes, affine):
     torch.manual_seed(0)
-    ours, ref, _, _ = OPS_TABLE[name]
+    ours = OPS_TABLE[name][0]
     args = _args(name, *shapes, device, dtype, affine)
-    ref_args = _clone(args)
-    outs, refs = _outputs(ours(*args)), _outputs(ref(*ref_args))
+    outs = _outputs(ours(*args))
+    refs, ref_args = _reference(name, args, dtype)
     assert len(outs) == len(refs)
     for o, r in zip(outs, refs):
         assert o.shape == r.shape and o.dtype == r.dtype and o.device == r.device
@@ -98,7 +126,7 @@ def test_forward_backward_match_torch(device, dtype, name, shapes, affine):
     torch.autograd.backward(refs, grads)
     for a, r in zip(_tensors(args), _tensors(ref_args)):
         assert a.grad is not None and a.grad.shape == a.shape and a.grad.dtype == a.dtype
-        torch.testing.assert_close(a.grad, r.grad, **TOL[dtype])
+        torch.testing.assert_close(a.grad, r.grad.to(a.dtype), **TOL[dtype])
 
 
 @pytest.mark.parametrize("device", ALL_DEVICES)
@@ -110,18 +138,18 @@ def test_mixed_precision_float32_weight(device, dtype, name):
     torch.manual_seed(0)
     ours, ref, _, _ = OPS_TABLE[name]
     args = _args(name, (6, 40), (40,), device, dtype, param_dtype=torch.float32)
-    ref_args = _clone(args)
-    outs, refs = _outputs(ours(*args)), _outputs(ref(*ref_args))
-    for o, r in zip(outs, refs):
-        assert o.dtype == r.dtype == dtype
+    outs = _outputs(ours(*args))
+    torch_outs = _outputs(ref(*_clone(args)))  # dtypes as PyTorch's
+    refs, ref_args = _reference(name, args, dtype)
+    for o, t, r in zip(outs, torch_outs, refs):
+        assert o.dtype == t.dtype == dtype
         torch.testing.assert_close(o, r, **TOL[dtype])
     grads = [torch.randn_like(r) for r in refs]
     torch.autograd.backward(outs, grads)
     torch.autograd.backward(refs, grads)
     for a, r in zip(_tensors(args), _tensors(ref_args)):
-        assert a.grad.dtype == r.grad.dtype == a.dtype
-        # the weight gradient sums 6 rows of products rounded differently: bfloat16 tolerance
-        torch.testing.assert_close(a.grad.float(), r.grad.float(), **TOL[dtype])
+        assert a.grad.dtype == a.dtype
+        torch.testing.assert_close(a.grad, r.grad.to(a.dtype), **TOL[a.dtype if a.dtype in REDUCED else dtype])
 
 
 def test_rms_norm_weight_of_another_dtype():
@@ -136,7 +164,7 @@ def test_rms_norm_weight_of_another_dtype():
 @pytest.mark.parametrize("eps", [None, 1e-6, 0.1])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 def test_rms_norm_eps(eps, dtype):
-    """eps=None means torch.finfo(input.dtype).eps (visible on tiny inputs)."""
+    """eps=None is what F.rms_norm uses (the opmath type's epsilon; visible on tiny inputs)."""
     x = (torch.randn(3, 16, dtype=torch.float64) * 1e-3).to(dtype)
     torch.testing.assert_close(torch_ops.rms_norm(x, 16, eps=eps), F.rms_norm(x, (16,), eps=eps), **TOL[dtype])
 
@@ -306,22 +334,25 @@ def test_param_grads_bitwise_deterministic(device, name):
 # ----------------------------------------------------------------------------- CPU variants
 
 
-@pytest.mark.parametrize("n", [1, 7, 16, 33, 64, 100, 1031])
+# (N = 1 or 2 is left out here: layer_norm's output is then constant (0 or +-1), its true
+# input gradient zero, and any float32 implementation returns rounding noise scaled by
+# rstd; gradcheck covers small rows in float64.)
+@pytest.mark.parametrize("n", [3, 7, 16, 33, 64, 100, 1031])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_kernel_paths_every_isa(n, dtype, cpu_isa):
     """Every instruction-set variant, vector body and tails, against torch."""
     torch.manual_seed(0)
-    for name, (ours, ref, _, _) in OPS_TABLE.items():
+    for name, (ours, _, _, _) in OPS_TABLE.items():
         args = _args(name, (5, n), (n,), "cpu", dtype)
-        ref_args = _clone(args)
-        outs, refs = _outputs(ours(*args)), _outputs(ref(*ref_args))
+        outs = _outputs(ours(*args))
+        refs, ref_args = _reference(name, args, dtype)
         for o, r in zip(outs, refs):
             torch.testing.assert_close(o, r, **TOL[dtype])
         grads = [torch.randn_like(r) for r in refs]
         torch.autograd.backward(outs, grads)
         torch.autograd.backward(refs, grads)
         for a, r in zip(_tensors(args), _tensors(ref_args)):
-            torch.testing.assert_close(a.grad, r.grad, **TOL[dtype])
+            torch.testing.assert_close(a.grad, r.grad.to(a.dtype), **TOL[dtype])
 
 
 # ----------------------------------------------------------------------------- opcheck / compile

@@ -6,7 +6,8 @@ cuda/norm.cu (the kernels), the formulas once in csrc/include/torch_ops/norm_mat
 autograd in csrc/autograd/norm.cpp. Dispatcher ops (schemas in csrc/ops.cpp):
 
 * ``layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5)`` -> (out, mean, rstd)
-* ``rms_norm(input, normalized_shape, weight=None, eps=None)`` -> (out, rstd)
+* ``rms_norm(input, normalized_shape, weight=None, eps=None)`` -> (out, rstd); eps=None is the
+  epsilon of the opmath type, as in ATen
 * ``add_layer_norm(input, residual, normalized_shape, weight, bias, eps)`` -> (out, input + residual, mean, rstd)
 * ``add_rms_norm(input, residual, normalized_shape, weight, eps)`` -> (out, input + residual, rstd)
 * ``norm_backward(grad_output, input, mean, rstd, normalized_shape, weight, grad_extra, eps,
@@ -92,7 +93,9 @@ def layer_norm(
 
 def rms_norm(input: Tensor, normalized_shape: _Shape, weight: Optional[Tensor] = None, eps: Optional[float] = None) -> Tensor:
     """``torch.nn.functional.rms_norm``: x / sqrt(mean(x^2) + eps) * weight over the trailing
-    ``normalized_shape`` dimensions; ``eps=None`` is ``torch.finfo(input.dtype).eps``."""
+    ``normalized_shape`` dimensions; ``eps=None`` is what F.rms_norm uses: the epsilon of the
+    computation type (``torch.finfo(torch.float32).eps`` for float32, float16 and bfloat16
+    inputs, float64's for float64)."""
     if not _is_compiling() and _has_torch_function((input, weight)):
         return handle_torch_function(rms_norm, (input, weight), input, normalized_shape, weight, eps)
     _check_tensor(input, "input", "rms_norm")
@@ -254,7 +257,11 @@ class AddRMSNormFunction(_NormFunction):
 
 
 def _resolve_rms_eps(input, eps):
-    return float(torch.finfo(input.dtype).eps) if eps is None else float(eps)
+    """eps=None: the epsilon of the opmath type, as ATen's rms_norm (float32's for float16 /
+    bfloat16 inputs, although F.rms_norm's docs say torch.finfo(input.dtype).eps)."""
+    if eps is not None:
+        return float(eps)
+    return float(torch.finfo(torch.float64 if input.dtype == torch.float64 else torch.float32).eps)
 
 
 # ---------------------------------------------------------------------------------------

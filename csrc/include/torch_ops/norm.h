@@ -97,7 +97,8 @@ Launchers& launchers(c10::DeviceType device);
 
 void register_kernels(torch::Library& m);
 
-// rms_norm's eps: the given one, or torch.finfo(dtype).eps when None.
+// rms_norm's eps: the given one, or (as ATen's rms_norm) the epsilon of the opmath type
+// when None: float64's for float64, float32's otherwise.
 double rms_eps(at::ScalarType dtype, std::optional<double> eps);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm(const at::Tensor& input, at::IntArrayRef normalized_shape,
