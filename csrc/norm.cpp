@@ -234,7 +234,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_backward(
   const auto rs = rstd.contiguous();
   const auto w = weight.defined() ? weight.contiguous() : at::Tensor();
   const auto ex = extra.defined() ? extra.contiguous() : at::Tensor();
-  const int64_t block_rows = param_block_rows(s.M);
+  const int64_t block_rows = param_block_rows(s.M, s.N);
   const int64_t blocks = (s.M + block_rows - 1) / block_rows;
   const auto scratch_opts = input.options().dtype(stat_dtype);
   at::Tensor pw = want_dw ? at::empty({blocks, s.N}, scratch_opts) : at::Tensor();

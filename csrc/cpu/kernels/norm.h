@@ -4,8 +4,8 @@
 // the scratch memory are in csrc/cpu/norm.cpp and csrc/norm.cpp. The formulas are
 // torch_ops/norm_math.h, instantiated with at::vec::Vectorized and with the opmath scalar.
 //
-// Forward, per row (cache-hot, so extra passes cost little): [s = x + r, stored], the mean,
-// the centred sum of squares (two passes: stable), then y = (s - mean) * rstd * w + b.
+// Forward, per row: [s = x + r, stored], the statistics in one pass (vectorised Welford for
+// layer_norm: stable; sum of squares for rms_norm), then y = (s - mean) * rstd * w + b.
 // Backward, per row: one pass for the two row sums (and the weight/bias partial rows), one
 // for grad_input. The weight/bias gradients: each fixed block of rows (norm::param_block_rows,
 // a function of M only) sums its rows in order into a partial row; the partial rows are
@@ -98,37 +98,56 @@ void norm_forward_impl(const norm::Forward& job) {
           for (; j < N; ++j) s[j] = static_cast<scalar_t>(static_cast<opmath_t>(src[j]) + static_cast<opmath_t>(r[j]));
           src = s;
         }
-        opmath_t mean = 0;
+        // Statistics in one pass over the row. layer_norm: Welford per vector lane (every
+        // lane has seen the same count, so the update needs one scalar reciprocal per
+        // step, no vector division), the lanes and the tail then combined in a fixed order
+        // with welford_combine. rms_norm: the sum of squares.
+        opmath_t mean = 0, var;
         if (!rms) {
-          Vec acc0(opmath_t(0)), acc1(opmath_t(0));
-          int64_t j = 0;
+          const Vec zero(opmath_t(0));
+          Vec m0 = zero, m1 = zero, q0 = zero, q1 = zero;
+          int64_t j = 0, steps = 0;
           for (; j + W <= N; j += W) {
             Vec a, b;
             nload2(src + j, a, b);
-            acc0 += a;
-            acc1 += b;
+            const Vec inv(opmath_t(1) / static_cast<opmath_t>(++steps));
+            const Vec da = a - m0, db = b - m1;
+            m0 = at::vec::fmadd(da, inv, m0);
+            m1 = at::vec::fmadd(db, inv, m1);
+            q0 = at::vec::fmadd(da, a - m0, q0);
+            q1 = at::vec::fmadd(db, b - m1, q1);
           }
-          opmath_t tail = 0;
-          for (; j < N; ++j) tail += static_cast<opmath_t>(src[j]);
-          mean = (lane_sum<opmath_t>(acc0 + acc1) + tail) / static_cast<opmath_t>(N);
-        }
-        opmath_t var;
-        {
-          const Vec vm(mean);
-          Vec acc0(opmath_t(0)), acc1(opmath_t(0));
+          using Mom = math::Moments<opmath_t>;
+          Mom total{opmath_t(0), opmath_t(0), opmath_t(0)};
+          if (steps > 0) {
+            alignas(64) opmath_t bm[2][Vec::size()], bq[2][Vec::size()];
+            m0.store(bm[0]);
+            m1.store(bm[1]);
+            q0.store(bq[0]);
+            q1.store(bq[1]);
+            for (int h = 0; h < 2; ++h)
+              for (int k = 0; k < Vec::size(); ++k)
+                total = math::welford_combine(total, Mom{static_cast<opmath_t>(steps), bm[h][k], bq[h][k]});
+          }
+          Mom tail{opmath_t(0), opmath_t(0), opmath_t(0)};
+          for (; j < N; ++j) tail = math::welford_push(tail, static_cast<opmath_t>(src[j]));
+          total = math::welford_combine(total, tail);
+          mean = total.mean;
+          var = total.m2 / static_cast<opmath_t>(N);
+        } else {
+          const Vec zero(opmath_t(0));
+          Vec acc0 = zero, acc1 = zero;
           int64_t j = 0;
           for (; j + W <= N; j += W) {
             Vec a, b;
             nload2(src + j, a, b);
-            a = a - vm;
-            b = b - vm;
             acc0 = at::vec::fmadd(a, a, acc0);
             acc1 = at::vec::fmadd(b, b, acc1);
           }
           opmath_t tail = 0;
           for (; j < N; ++j) {
-            const opmath_t d = static_cast<opmath_t>(src[j]) - mean;
-            tail += d * d;
+            const opmath_t v = static_cast<opmath_t>(src[j]);
+            tail += v * v;
           }
           var = (lane_sum<opmath_t>(acc0 + acc1) + tail) / static_cast<opmath_t>(N);
         }

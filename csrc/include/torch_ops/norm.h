@@ -40,9 +40,15 @@ namespace torch_ops::norm {
 // order into a partial row, and the partial rows are then added in block order. So the
 // weight and bias gradients are bitwise identical from run to run and for any number of
 // threads.
+// At most kMaxParamBlocks blocks, and at most kMaxParamPartial partial elements (few long
+// rows: fewer blocks, so the scratch stays small), but at least kMinParamBlocks blocks.
 constexpr int64_t kMaxParamBlocks = 32;
-inline int64_t param_block_rows(int64_t M) {
-  const int64_t b = (M + kMaxParamBlocks - 1) / kMaxParamBlocks;
+constexpr int64_t kMinParamBlocks = 4;
+constexpr int64_t kMaxParamPartial = int64_t(1) << 19;
+inline int64_t param_block_rows(int64_t M, int64_t N) {
+  int64_t blocks = N > 0 ? kMaxParamPartial / N : kMaxParamBlocks;
+  blocks = blocks > kMaxParamBlocks ? kMaxParamBlocks : blocks < kMinParamBlocks ? kMinParamBlocks : blocks;
+  const int64_t b = (M + blocks - 1) / blocks;
   return b < 1 ? 1 : b;
 }
 
