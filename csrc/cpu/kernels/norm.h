@@ -210,7 +210,9 @@ void norm_backward_impl(const norm::Backward& job) {
 
   with_flags(Wt != nullptr, PW != nullptr || PB != nullptr, [&](auto has_w, auto has_partials) {
     constexpr bool kW = decltype(has_w)::value, kP = decltype(has_partials)::value;
-    at::parallel_for(0, blocks, 1, [&](int64_t kb, int64_t ke) {
+    // Blocks per task: enough elements that a small problem runs inline (no thread wake-up).
+    const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, BR * N));
+    at::parallel_for(0, blocks, grain, [&](int64_t kb, int64_t ke) {
       for (int64_t blk = kb; blk < ke; ++blk) {
         const int64_t r0 = blk * BR, r1 = std::min(M, r0 + BR);
         opmath_t* pw = PW ? PW + blk * N : nullptr;
