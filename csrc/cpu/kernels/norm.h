@@ -8,7 +8,7 @@
 // layer_norm: stable; sum of squares for rms_norm), then y = (s - mean) * rstd * w + b.
 // Backward, per row: one pass for the two row sums (and the weight/bias partial rows), one
 // for grad_input. The weight/bias gradients: each fixed block of rows (norm::param_block_rows,
-// a function of M only) sums its rows in order into a partial row; the partial rows are
+// a function of the shape only) sums its rows in order into a partial row; the partial rows are
 // then added in block order. Bitwise identical results for any thread count.
 #include "torch_ops/norm_math.h"
 

@@ -36,7 +36,7 @@ class Library;
 namespace torch_ops::norm {
 
 // Rows of the weight/bias gradient reduction: the rows are cut into blocks of this many
-// rows (a function of M only, never of the thread count); each block sums its rows in
+// rows (a function of the shape only, never of the thread count); each block sums its rows in
 // order into a partial row, and the partial rows are then added in block order. So the
 // weight and bias gradients are bitwise identical from run to run and for any number of
 // threads.
