@@ -97,4 +97,36 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "geglu",
       [](const at::Tensor& x, int64_t dim, const std::string& approximate) { return ops::geglu(x, dim, approximate); },
       release_gil());
+
+  // norm: the forward ops' eager entries return the normalized output (and input +
+  // residual for the add variants); mean / rstd stay in the autograd node.
+  using Opt = std::optional<at::Tensor>;
+  m.def(
+      "layer_norm",
+      [](const at::Tensor& x, const std::vector<int64_t>& ns, const Opt& w, const Opt& b, double eps) {
+        return std::get<0>(ops::layer_norm(x, ns, w, b, eps));
+      },
+      release_gil());
+  m.def(
+      "rms_norm",
+      [](const at::Tensor& x, const std::vector<int64_t>& ns, const Opt& w, std::optional<double> eps) {
+        return std::get<0>(ops::rms_norm(x, ns, w, eps));
+      },
+      release_gil());
+  m.def(
+      "add_layer_norm",
+      [](const at::Tensor& x, const at::Tensor& r, const std::vector<int64_t>& ns, const Opt& w, const Opt& b,
+         double eps) {
+        auto o = ops::add_layer_norm(x, r, ns, w, b, eps);
+        return std::make_tuple(std::get<0>(o), std::get<1>(o));
+      },
+      release_gil());
+  m.def(
+      "add_rms_norm",
+      [](const at::Tensor& x, const at::Tensor& r, const std::vector<int64_t>& ns, const Opt& w,
+         std::optional<double> eps) {
+        auto o = ops::add_rms_norm(x, r, ns, w, eps);
+        return std::make_tuple(std::get<0>(o), std::get<1>(o));
+      },
+      release_gil());
 }

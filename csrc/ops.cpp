@@ -88,6 +88,17 @@ TORCH_LIBRARY(torch_ops, m) {
   m.def("cross_entropy_target_backward(Tensor grad_output, Tensor input, Tensor target, Tensor? weight, int reduction, float label_smoothing) -> Tensor");
   m.def("linear_cross_entropy(Tensor input, Tensor weight, Tensor target, Tensor? bias=None, int ignore_index=-100, int reduction=1, float label_smoothing=0.0, int? chunk_size=None) -> Tensor");
   m.def("linear_cross_entropy_chunked(Tensor input, Tensor weight, Tensor target, Tensor? bias, Tensor? grad_output, int ignore_index, int reduction, float label_smoothing, int chunk_size, bool[3] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
+  // norm (csrc/norm.cpp): over the trailing normalized_shape dims; outputs contiguous.
+  // mean / rstd have the input's leading shape, in float for float16/bfloat16 inputs
+  // (float64 for float64). rms_norm's eps=None is the opmath type's epsilon (as ATen).
+  // norm_backward: mean=None means rms; grad_extra is added to grad_input (the gradient
+  // reaching input + residual directly); outputs that output_mask leaves out are empty.
+  m.set_python_module("torch_ops.norm");
+  m.def("layer_norm(Tensor input, int[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1e-05) -> (Tensor, Tensor, Tensor)");
+  m.def("rms_norm(Tensor input, int[] normalized_shape, Tensor? weight=None, float? eps=None) -> (Tensor, Tensor)");
+  m.def("add_layer_norm(Tensor input, Tensor residual, int[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1e-05) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("add_rms_norm(Tensor input, Tensor residual, int[] normalized_shape, Tensor? weight=None, float? eps=None) -> (Tensor, Tensor, Tensor)");
+  m.def("norm_backward(Tensor grad_output, Tensor input, Tensor? mean, Tensor rstd, int[] normalized_shape, Tensor? weight, Tensor? grad_extra, float eps, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 }
 
 namespace torch_ops::ops {
@@ -326,6 +337,33 @@ at::Tensor linear_cross_entropy(const at::Tensor& input, const at::Tensor& weigh
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_chunked(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target, const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& grad_output, int64_t ignore_index, int64_t reduction, double label_smoothing, int64_t chunk_size, std::array<bool, 3> output_mask) {
   static const auto op = handle<decltype(linear_cross_entropy_chunked)>("torch_ops::linear_cross_entropy_chunked");
   return op.call(input, weight, target, bias, grad_output, ignore_index, reduction, label_smoothing, chunk_size, output_mask);
+}
+
+// norm
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm(const at::Tensor& input, at::IntArrayRef normalized_shape, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias, double eps) {
+  static const auto op = handle<decltype(layer_norm)>("torch_ops::layer_norm");
+  return op.call(input, normalized_shape, weight, bias, eps);
+}
+
+std::tuple<at::Tensor, at::Tensor> rms_norm(const at::Tensor& input, at::IntArrayRef normalized_shape, const std::optional<at::Tensor>& weight, std::optional<double> eps) {
+  static const auto op = handle<decltype(rms_norm)>("torch_ops::rms_norm");
+  return op.call(input, normalized_shape, weight, eps);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm(const at::Tensor& input, const at::Tensor& residual, at::IntArrayRef normalized_shape, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias, double eps) {
+  static const auto op = handle<decltype(add_layer_norm)>("torch_ops::add_layer_norm");
+  return op.call(input, residual, normalized_shape, weight, bias, eps);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& input, const at::Tensor& residual, at::IntArrayRef normalized_shape, const std::optional<at::Tensor>& weight, std::optional<double> eps) {
+  static const auto op = handle<decltype(add_rms_norm)>("torch_ops::add_rms_norm");
+  return op.call(input, residual, normalized_shape, weight, eps);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_backward(const at::Tensor& grad_output, const at::Tensor& input, const std::optional<at::Tensor>& mean, const at::Tensor& rstd, at::IntArrayRef normalized_shape, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& grad_extra, double eps, std::array<bool, 3> output_mask) {
+  static const auto op = handle<decltype(norm_backward)>("torch_ops::norm_backward");
+  return op.call(grad_output, input, mean, rstd, normalized_shape, weight, grad_extra, eps, output_mask);
 }
 
 }  // namespace torch_ops::ops

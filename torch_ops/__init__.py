@@ -20,6 +20,7 @@ from .activation import gelu, geglu, glu, leaky_relu, relu, sigmoid, silu, swigl
 from .fused import fused_linear  # noqa: E402
 from .linear import linear  # noqa: E402
 from .softmax import cross_entropy, linear_cross_entropy, log_softmax, softmax  # noqa: E402
+from .norm import add_layer_norm, add_rms_norm, layer_norm, rms_norm  # noqa: E402
 
 
 def build_info() -> dict:
@@ -46,6 +47,10 @@ __all__ = [
     "log_softmax",
     "cross_entropy",
     "linear_cross_entropy",
+    "layer_norm",
+    "rms_norm",
+    "add_layer_norm",
+    "add_rms_norm",
     "autograd",
     "nn",
     "build_info",

@@ -14,6 +14,7 @@ from .activation import (
 from .fused import FusedLinearFunction
 from .linear import LinearFunction
 from .softmax import CrossEntropyFunction, LinearCrossEntropyFunction, LogSoftmaxFunction, SoftmaxFunction
+from .norm import AddLayerNormFunction, AddRMSNormFunction, LayerNormFunction, RMSNormFunction
 
 __all__ = [
     "LinearFunction",
@@ -31,4 +32,8 @@ __all__ = [
     "LogSoftmaxFunction",
     "CrossEntropyFunction",
     "LinearCrossEntropyFunction",
+    "LayerNormFunction",
+    "RMSNormFunction",
+    "AddLayerNormFunction",
+    "AddRMSNormFunction",
 ]

@@ -10,6 +10,7 @@ from . import activation as act
 from . import softmax as sm
 from .fused import FusedLinear
 from .linear import Linear
+from .norm import LayerNorm, RMSNorm
 
 # torch.nn class -> torch_ops replacement. Later op families add theirs here.
 _REPLACEMENTS: dict[type, type] = {
@@ -24,6 +25,8 @@ _REPLACEMENTS: dict[type, type] = {
     nn.Softmax: sm.Softmax,
     nn.LogSoftmax: sm.LogSoftmax,
     nn.CrossEntropyLoss: sm.CrossEntropyLoss,
+    nn.LayerNorm: LayerNorm,
+    nn.RMSNorm: RMSNorm,
 }
 _converted_subclasses: dict[type, type] = {}
 

@@ -3,3 +3,4 @@
 #include "linear.h"
 #include "activation.h"
 #include "softmax.h"
+#include "norm.h"

@@ -55,5 +55,6 @@
 #include "torch_ops/activation.h"
 #include "torch_ops/cpu_isa.h"
 #include "torch_ops/linear.h"
+#include "torch_ops/norm.h"
 #include "torch_ops/reduce_math.h"
 #include "torch_ops/softmax.h"

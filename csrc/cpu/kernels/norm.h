@@ -1,0 +1,363 @@
+// The normalization family's vectorised CPU kernels, compiled once per instruction set
+// (csrc/cpu/isa_*.cpp, namespace torch_ops::cpu::TORCH_OPS_ISA); declared in
+// torch_ops/norm.h. Raw pointers and vector loops only: the dtype dispatch, the checks and
+// the scratch memory are in csrc/cpu/norm.cpp and csrc/norm.cpp. The formulas are
+// torch_ops/norm_math.h, instantiated with at::vec::Vectorized and with the opmath scalar.
+//
+// Forward, per row: [s = x + r, stored], the statistics in one pass (vectorised Welford for
+// layer_norm: stable; sum of squares for rms_norm), then y = (s - mean) * rstd * w + b.
+// Backward, per row: one pass for the two row sums (and the weight/bias partial rows), one
+// for grad_input. The weight/bias gradients: each fixed block of rows (norm::param_block_rows,
+// a function of the shape only) sums its rows in order into a partial row; the partial rows are
+// then added in block order. Bitwise identical results for any thread count.
+#include "torch_ops/norm_math.h"
+
+namespace torch_ops::cpu::TORCH_OPS_ISA {
+namespace norm_k {
+
+// Two opmath vectors from 2 * Vec::size() elements of p (bfloat16/half: converted).
+template <typename T, typename Vec>
+inline void nload2(const T* p, Vec& a, Vec& b) {
+  if constexpr (at::vec::is_reduced_floating_point_v<T>) {
+    at::vec::load_to_float<T>(p, a, b);
+  } else {
+    a = Vec::loadu(p);
+    b = Vec::loadu(p + Vec::size());
+  }
+}
+
+template <typename T, typename Vec>
+inline void nstore2(T* p, const Vec& a, const Vec& b) {
+  if constexpr (at::vec::is_reduced_floating_point_v<T>) {
+    at::vec::convert_from_float<T>(a, b).store(p);
+  } else {
+    a.store(p);
+    b.store(p + Vec::size());
+  }
+}
+
+// The lanes of v added in lane order (deterministic).
+template <typename T, typename Vec>
+inline T lane_sum(const Vec& v) {
+  alignas(64) T buf[Vec::size()];
+  v.store(buf);
+  T s = 0;
+  for (int k = 0; k < Vec::size(); ++k) s += buf[k];
+  return s;
+}
+
+template <bool B>
+using Bool = std::integral_constant<bool, B>;
+
+// f(Bool<a>, Bool<b>) with the runtime flags a, b turned into compile-time ones.
+template <typename F>
+inline void with_flags(bool a, bool b, const F& f) {
+  if (a) {
+    if (b) f(Bool<true>{}, Bool<true>{});
+    else f(Bool<true>{}, Bool<false>{});
+  } else {
+    if (b) f(Bool<false>{}, Bool<true>{});
+    else f(Bool<false>{}, Bool<false>{});
+  }
+}
+
+}  // namespace norm_k
+
+template <typename scalar_t, typename param_t>
+void norm_forward_impl(const norm::Forward& job) {
+  using namespace norm_k;
+  using opmath_t = at::opmath_type<scalar_t>;
+  using Vec = at::vec::Vectorized<opmath_t>;
+  constexpr int64_t W = 2 * Vec::size();
+  const int64_t N = job.N;
+  const auto* X = static_cast<const scalar_t*>(job.x);
+  const auto* R = static_cast<const scalar_t*>(job.r);
+  const auto* Wt = static_cast<const param_t*>(job.w);
+  const auto* Bs = static_cast<const param_t*>(job.b);
+  auto* Y = static_cast<scalar_t*>(job.y);
+  auto* S = static_cast<scalar_t*>(job.sum);
+  auto* Mean = static_cast<opmath_t*>(job.mean);
+  auto* Rstd = static_cast<opmath_t*>(job.rstd);
+  const opmath_t eps = static_cast<opmath_t>(job.eps);
+  const bool rms = job.rms;
+  const int64_t grain = std::max<int64_t>(1, 16384 / N);
+  with_flags(Wt != nullptr, Bs != nullptr, [&](auto has_w, auto has_b) {
+    at::parallel_for(0, job.M, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const scalar_t* src = X + i * N;
+        if (R) {  // s = x + r, rounded to the dtype (as x + r in torch), then normalised
+          const scalar_t* r = R + i * N;
+          scalar_t* s = S + i * N;
+          int64_t j = 0;
+          for (; j + W <= N; j += W) {
+            Vec a0, a1, b0, b1;
+            nload2(src + j, a0, a1);
+            nload2(r + j, b0, b1);
+            nstore2(s + j, a0 + b0, a1 + b1);
+          }
+          for (; j < N; ++j) s[j] = static_cast<scalar_t>(static_cast<opmath_t>(src[j]) + static_cast<opmath_t>(r[j]));
+          src = s;
+        }
+        // Statistics in one pass over the row. layer_norm: Welford per vector lane (every
+        // lane has seen the same count, so the update needs one scalar reciprocal per
+        // step, no vector division), the lanes and the tail then combined in a fixed order
+        // with welford_combine. rms_norm: the sum of squares.
+        opmath_t mean = 0, var;
+        if (!rms) {
+          const Vec zero(opmath_t(0));
+          Vec m0 = zero, m1 = zero, q0 = zero, q1 = zero;
+          int64_t j = 0, steps = 0;
+          for (; j + W <= N; j += W) {
+            Vec a, b;
+            nload2(src + j, a, b);
+            const Vec inv(opmath_t(1) / static_cast<opmath_t>(++steps));
+            const Vec da = a - m0, db = b - m1;
+            m0 = at::vec::fmadd(da, inv, m0);
+            m1 = at::vec::fmadd(db, inv, m1);
+            q0 = at::vec::fmadd(da, a - m0, q0);
+            q1 = at::vec::fmadd(db, b - m1, q1);
+          }
+          using Mom = math::Moments<opmath_t>;
+          Mom total{opmath_t(0), opmath_t(0), opmath_t(0)};
+          if (steps > 0) {
+            alignas(64) opmath_t bm[2][Vec::size()], bq[2][Vec::size()];
+            m0.store(bm[0]);
+            m1.store(bm[1]);
+            q0.store(bq[0]);
+            q1.store(bq[1]);
+            for (int h = 0; h < 2; ++h)
+              for (int k = 0; k < Vec::size(); ++k)
+                total = math::welford_combine(total, Mom{static_cast<opmath_t>(steps), bm[h][k], bq[h][k]});
+          }
+          Mom tail{opmath_t(0), opmath_t(0), opmath_t(0)};
+          for (; j < N; ++j) tail = math::welford_push(tail, static_cast<opmath_t>(src[j]));
+          total = math::welford_combine(total, tail);
+          mean = total.mean;
+          var = total.m2 / static_cast<opmath_t>(N);
+        } else {
+          const Vec zero(opmath_t(0));
+          Vec acc0 = zero, acc1 = zero;
+          int64_t j = 0;
+          for (; j + W <= N; j += W) {
+            Vec a, b;
+            nload2(src + j, a, b);
+            acc0 = at::vec::fmadd(a, a, acc0);
+            acc1 = at::vec::fmadd(b, b, acc1);
+          }
+          opmath_t tail = 0;
+          for (; j < N; ++j) {
+            const opmath_t v = static_cast<opmath_t>(src[j]);
+            tail += v * v;
+          }
+          var = (lane_sum<opmath_t>(acc0 + acc1) + tail) / static_cast<opmath_t>(N);
+        }
+        const opmath_t rstd = math::norm_rstd(var, eps);
+        if (!rms) Mean[i] = mean;
+        Rstd[i] = rstd;
+        scalar_t* y = Y + i * N;
+        const Vec vm(mean), vr(rstd);
+        int64_t j = 0;
+        for (; j + W <= N; j += W) {
+          Vec a, b;
+          nload2(src + j, a, b);
+          a = math::norm_xhat(a, vm, vr);
+          b = math::norm_xhat(b, vm, vr);
+          if constexpr (decltype(has_w)::value) {
+            Vec w0, w1;
+            nload2(Wt + j, w0, w1);
+            a = a * w0;
+            b = b * w1;
+          }
+          if constexpr (decltype(has_b)::value) {
+            Vec c0, c1;
+            nload2(Bs + j, c0, c1);
+            a = a + c0;
+            b = b + c1;
+          }
+          nstore2(y + j, a, b);
+        }
+        for (; j < N; ++j) {
+          opmath_t v = math::norm_xhat(static_cast<opmath_t>(src[j]), mean, rstd);
+          if constexpr (decltype(has_w)::value) v = v * static_cast<opmath_t>(Wt[j]);
+          if constexpr (decltype(has_b)::value) v = v + static_cast<opmath_t>(Bs[j]);
+          y[j] = static_cast<scalar_t>(v);
+        }
+      }
+    });
+  });
+}
+
+template <typename scalar_t, typename param_t>
+void norm_backward_impl(const norm::Backward& job) {
+  using namespace norm_k;
+  using opmath_t = at::opmath_type<scalar_t>;
+  using Vec = at::vec::Vectorized<opmath_t>;
+  constexpr int64_t W = 2 * Vec::size();
+  const int64_t M = job.M, N = job.N;
+  const auto* DY = static_cast<const scalar_t*>(job.dy);
+  const auto* X = static_cast<const scalar_t*>(job.x);
+  const auto* Mean = static_cast<const opmath_t*>(job.mean);
+  const auto* Rstd = static_cast<const opmath_t*>(job.rstd);
+  const auto* Wt = static_cast<const param_t*>(job.w);
+  const auto* EX = static_cast<const scalar_t*>(job.extra);
+  auto* DX = static_cast<scalar_t*>(job.dx);
+  auto* PW = static_cast<opmath_t*>(job.partial_w);
+  auto* PB = static_cast<opmath_t*>(job.partial_b);
+  const bool rms = job.rms;
+  const int64_t BR = job.block_rows;
+  const int64_t blocks = (M + BR - 1) / BR;
+  const opmath_t inv_n = opmath_t(1) / static_cast<opmath_t>(N);
+
+  with_flags(Wt != nullptr, PW != nullptr || PB != nullptr, [&](auto has_w, auto has_partials) {
+    constexpr bool kW = decltype(has_w)::value, kP = decltype(has_partials)::value;
+    // Blocks per task: enough elements that a small problem runs inline (no thread wake-up).
+    const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, BR * N));
+    at::parallel_for(0, blocks, grain, [&](int64_t kb, int64_t ke) {
+      for (int64_t blk = kb; blk < ke; ++blk) {
+        const int64_t r0 = blk * BR, r1 = std::min(M, r0 + BR);
+        opmath_t* pw = PW ? PW + blk * N : nullptr;
+        opmath_t* pb = PB ? PB + blk * N : nullptr;
+        for (int64_t i = r0; i < r1; ++i) {
+          const bool first = i == r0;
+          const scalar_t* x = X + i * N;
+          const scalar_t* dy = DY + i * N;
+          const opmath_t mean = rms ? opmath_t(0) : Mean[i], rstd = Rstd[i];
+          const Vec vm(mean), vr(rstd);
+          // Pass 1: the row sums of g and g * xhat, and the weight/bias partial rows.
+          // (The partial rows: the first row of a block stores, the others add.)
+          const auto partial = [&](opmath_t* p, int64_t j, const Vec& v0, const Vec& v1) {
+            if (first) {
+              v0.store(p + j);
+              v1.store(p + j + Vec::size());
+            } else {
+              (Vec::loadu(p + j) + v0).store(p + j);
+              (Vec::loadu(p + j + Vec::size()) + v1).store(p + j + Vec::size());
+            }
+          };
+          const Vec zero(opmath_t(0));
+          Vec sg0 = zero, sg1 = zero, sgx0 = zero, sgx1 = zero;
+          opmath_t tg = 0, tgx = 0;
+          int64_t j = 0;
+          for (; j + W <= N; j += W) {
+            Vec x0, x1, d0, d1;
+            nload2(x + j, x0, x1);
+            nload2(dy + j, d0, d1);
+            const Vec h0 = math::norm_xhat(x0, vm, vr), h1 = math::norm_xhat(x1, vm, vr);
+            if constexpr (kP) {
+              if (pw) partial(pw, j, d0 * h0, d1 * h1);
+              if (pb) partial(pb, j, d0, d1);
+            }
+            if (DX) {
+              Vec g0 = d0, g1 = d1;
+              if constexpr (kW) {
+                Vec w0, w1;
+                nload2(Wt + j, w0, w1);
+                g0 = g0 * w0;
+                g1 = g1 * w1;
+              }
+              sg0 += g0;
+              sg1 += g1;
+              sgx0 = at::vec::fmadd(g0, h0, sgx0);
+              sgx1 = at::vec::fmadd(g1, h1, sgx1);
+            }
+          }
+          for (; j < N; ++j) {
+            const opmath_t d = static_cast<opmath_t>(dy[j]);
+            const opmath_t h = math::norm_xhat(static_cast<opmath_t>(x[j]), mean, rstd);
+            if constexpr (kP) {
+              if (pw) pw[j] = first ? d * h : pw[j] + d * h;
+              if (pb) pb[j] = first ? d : pb[j] + d;
+            }
+            opmath_t g = d;
+            if constexpr (kW) g = g * static_cast<opmath_t>(Wt[j]);
+            tg += g;
+            tgx += g * h;
+          }
+          if (!DX) continue;
+          const opmath_t c_g = rms ? opmath_t(0) : (lane_sum<opmath_t>(sg0 + sg1) + tg) * inv_n;
+          const opmath_t c_gx = (lane_sum<opmath_t>(sgx0 + sgx1) + tgx) * inv_n;
+          // Pass 2: grad_input.
+          const Vec vcg(c_g), vcgx(c_gx);
+          scalar_t* dx = DX + i * N;
+          const scalar_t* ex = EX ? EX + i * N : nullptr;
+          j = 0;
+          for (; j + W <= N; j += W) {
+            Vec x0, x1, g0, g1;
+            nload2(x + j, x0, x1);
+            nload2(dy + j, g0, g1);
+            if constexpr (kW) {
+              Vec w0, w1;
+              nload2(Wt + j, w0, w1);
+              g0 = g0 * w0;
+              g1 = g1 * w1;
+            }
+            Vec o0 = math::norm_grad_input(g0, math::norm_xhat(x0, vm, vr), vr, vcg, vcgx);
+            Vec o1 = math::norm_grad_input(g1, math::norm_xhat(x1, vm, vr), vr, vcg, vcgx);
+            if (ex) {
+              Vec e0, e1;
+              nload2(ex + j, e0, e1);
+              o0 = o0 + e0;
+              o1 = o1 + e1;
+            }
+            nstore2(dx + j, o0, o1);
+          }
+          for (; j < N; ++j) {
+            opmath_t g = static_cast<opmath_t>(dy[j]);
+            if constexpr (kW) g = g * static_cast<opmath_t>(Wt[j]);
+            opmath_t o = math::norm_grad_input(g, math::norm_xhat(static_cast<opmath_t>(x[j]), mean, rstd), rstd, c_g,
+                                               c_gx);
+            if (ex) o = o + static_cast<opmath_t>(ex[j]);
+            dx[j] = static_cast<scalar_t>(o);
+          }
+        }
+      }
+    });
+  });
+
+  // The partial rows added in block order, per column (any split of the columns gives
+  // the same sums: the order over blocks is fixed).
+  for (auto [P, out] : {std::pair<const opmath_t*, void*>{PW, job.dw}, {PB, job.db}}) {
+    if (!P) continue;
+    auto* D = static_cast<param_t*>(out);
+    at::parallel_for(0, N, 4096, [&](int64_t c0, int64_t c1) {
+      int64_t j = c0;
+      for (; j + W <= c1; j += W) {
+        Vec a = Vec::loadu(P + j), b = Vec::loadu(P + j + Vec::size());
+        for (int64_t k = 1; k < blocks; ++k) {
+          a = a + Vec::loadu(P + k * N + j);
+          b = b + Vec::loadu(P + k * N + j + Vec::size());
+        }
+        nstore2(D + j, a, b);
+      }
+      for (; j < c1; ++j) {
+        opmath_t a = P[j];
+        for (int64_t k = 1; k < blocks; ++k) a = a + P[k * N + j];
+        D[j] = static_cast<param_t>(a);
+      }
+    });
+  }
+}
+
+// The entry points take (scalar_t, param_t) as one std::pair type, so that
+// TORCH_OPS_CPU_KERNEL(norm_forward<SP>) has no comma in its argument.
+template <typename SP>
+void norm_forward(const norm::Forward& job) {
+  norm_forward_impl<typename SP::first_type, typename SP::second_type>(job);
+}
+template <typename SP>
+void norm_backward(const norm::Backward& job) {
+  norm_backward_impl<typename SP::first_type, typename SP::second_type>(job);
+}
+
+#define TORCH_OPS_NORM_INSTANTIATE(S, P)                                                \
+  template void norm_forward<std::pair<S, P>>(const torch_ops::norm::Forward& job);   \
+  template void norm_backward<std::pair<S, P>>(const torch_ops::norm::Backward& job);
+TORCH_OPS_NORM_INSTANTIATE(double, double)
+TORCH_OPS_NORM_INSTANTIATE(float, float)
+TORCH_OPS_NORM_INSTANTIATE(c10::BFloat16, c10::BFloat16)
+TORCH_OPS_NORM_INSTANTIATE(c10::BFloat16, float)
+TORCH_OPS_NORM_INSTANTIATE(c10::Half, c10::Half)
+TORCH_OPS_NORM_INSTANTIATE(c10::Half, float)
+#undef TORCH_OPS_NORM_INSTANTIATE
+
+}  // namespace torch_ops::cpu::TORCH_OPS_ISA
