@@ -10,6 +10,7 @@
 #include <limits>
 #include <string>
 
+#include "torch_ops/alloc.h"
 #include "torch_ops/checks.h"
 #include "torch_ops/norm.h"
 
@@ -107,8 +108,8 @@ FwdOut forward_impl(const char* op, bool rms, const at::Tensor& input, const at:
   }
   FwdOut o;
   const auto stat_opts = input.options().dtype(opmath_of(input.scalar_type()));
-  o.y = at::empty(input.sizes(), input.options());
-  if (residual) o.sum = at::empty(input.sizes(), input.options());
+  o.y = empty_output(input.sizes(), input.options());  // huge pages when large (torch_ops/alloc.h)
+  if (residual) o.sum = empty_output(input.sizes(), input.options());
   if (!rms) o.mean = at::empty(s.leading, stat_opts);
   o.rstd = at::empty(s.leading, stat_opts);
   if (s.M == 0) return o;
@@ -219,7 +220,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_backward(
   }
   const bool want_dx = output_mask[0], want_dw = output_mask[1] && weight.defined(), want_db = output_mask[2] && !rms;
   const auto param_opts = input.options().dtype(param);
-  at::Tensor dx = want_dx ? at::empty(input.sizes(), input.options()) : at::empty({0}, input.options());
+  at::Tensor dx = want_dx ? empty_output(input.sizes(), input.options()) : at::empty({0}, input.options());
   at::Tensor dw = want_dw ? at::empty(normalized_shape, param_opts) : at::empty({0}, param_opts);
   at::Tensor db = want_db ? at::empty(normalized_shape, param_opts) : at::empty({0}, param_opts);
   if (s.N == 0 || (!want_dx && !want_dw && !want_db)) return {dx, dw, db};

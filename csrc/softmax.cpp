@@ -8,6 +8,7 @@
 #include <ATen/core/Reduction.h>
 #include <torch/library.h>
 
+#include "torch_ops/alloc.h"
 #include "torch_ops/checks.h"
 #include "torch_ops/ops.h"
 #include "torch_ops/softmax.h"
@@ -54,7 +55,7 @@ at::Tensor rows_op(const char* op, RowOp rop, const at::Tensor& a, const char* a
   const auto move = [&](const at::Tensor& t) { return last ? t.contiguous() : t.movedim(d, -1).contiguous(); };
   const at::Tensor A = move(a);
   const at::Tensor B = b ? move(*b) : at::Tensor();
-  auto out = at::empty(A.sizes(), A.options());
+  auto out = empty_output(A.sizes(), A.options());  // huge pages when large (torch_ops/alloc.h)
   Rows job{rop, a.scalar_type(), A.numel() / cols, cols, out.mutable_data_ptr(),
            {A.const_data_ptr(), b ? B.const_data_ptr() : nullptr}};
   job.device_index = a.device().index();
@@ -240,7 +241,7 @@ at::Tensor cross_entropy_backward(const at::Tensor& grad_output, const at::Tenso
     }
     scale = g.expand({ce.rows}).contiguous();
   }
-  auto grad = at::empty({ce.rows, ce.classes}, ce.logits.options());
+  auto grad = empty_output({ce.rows, ce.classes}, ce.logits.options());
   if (ce.rows > 0 && ce.classes > 0) {
     CrossEntropy job = ce_job(CePass::Backward, ce, ignore_index, label_smoothing);
     job.lse = const_cast<void*>(lse.contiguous().const_data_ptr());
@@ -384,7 +385,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_
   const bool reduced = dtype == at::kHalf || dtype == at::kBFloat16;
   at::Tensor gw = mask[1] ? at::zeros({V, H}, input.options().dtype(reduced ? at::kFloat : dtype)) : at::Tensor();
   at::Tensor gb = mask[2] ? at::zeros({V}, input.options().dtype(reduced ? at::kFloat : dtype)) : at::Tensor();
-  at::Tensor buffer = N > 0 ? at::empty({chunk, V}, input.options()) : at::Tensor();
+  at::Tensor buffer = N > 0 ? empty_output({chunk, V}, input.options()) : at::Tensor();
   at::Tensor buffer_acc;  // the chunk's logit gradients in float, for float16/bfloat16 accumulation
   const auto& launch = launchers_for(input, op);
   for (int64_t start = 0; start < N; start += chunk) {
