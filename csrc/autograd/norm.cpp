@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include "torch_ops/autograd_util.h"
 #include "torch_ops/norm.h"
 #include "torch_ops/ops.h"
 
@@ -18,16 +19,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 using OptT = std::optional<at::Tensor>;
-
-bool any_requires_grad(const char* op, std::initializer_list<const at::Tensor*> ts) {
-  for (const auto* t : ts)
-    TORCH_CHECK(!t->defined() || !t->_fw_grad(/*level=*/0).defined(), "torch_ops.", op,
-                ": forward-mode AD (dual tensors, torch.func.jvp/jacfwd) is not supported; use reverse mode");
-  if (!at::GradMode::is_enabled()) return false;
-  for (const auto* t : ts)
-    if (t->defined() && t->requires_grad()) return true;
-  return false;
-}
 
 const at::Tensor& val(const OptT& t) {
   static const at::Tensor undefined;
