@@ -22,6 +22,7 @@
 #include <type_traits>
 
 #include "torch_ops/norm.h"
+#include "torch_ops/norm_dispatch.h"
 #include "torch_ops/norm_math.h"
 
 namespace torch_ops::norm {
@@ -334,21 +335,6 @@ void backward_typed(const Backward& job) {
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   }
-}
-
-template <typename Job, typename Fn>
-void dispatch(const Job& job, const Fn& fn) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, job.dtype, "torch_ops.norm", [&] {
-    if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>) {
-      fn(scalar_t{}, scalar_t{});
-    } else {
-      if (job.param_dtype == at::kFloat) {
-        fn(scalar_t{}, float{});
-      } else {
-        fn(scalar_t{}, scalar_t{});
-      }
-    }
-  });
 }
 
 void forward_cuda(const Forward& job) {

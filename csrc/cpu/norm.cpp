@@ -7,26 +7,10 @@
 #include <utility>
 
 #include "torch_ops/norm.h"
+#include "torch_ops/norm_dispatch.h"
 
 namespace torch_ops::norm {
 namespace {
-
-// The dtype dispatch (and its error messages) stays here, compiled for any CPU. The
-// parameters are of the input's dtype, or float32 for a float16/bfloat16 input.
-template <typename Job, typename Fn>
-void dispatch(const Job& job, const Fn& fn) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, job.dtype, "torch_ops.norm", [&] {
-    if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>) {
-      fn(scalar_t{}, scalar_t{});
-    } else {
-      if (job.param_dtype == at::kFloat) {
-        fn(scalar_t{}, float{});
-      } else {
-        fn(scalar_t{}, scalar_t{});
-      }
-    }
-  });
-}
 
 void forward_cpu(const Forward& job) {
   dispatch(job, [&](auto s, auto p) {
