@@ -99,6 +99,19 @@ TORCH_LIBRARY(torch_ops, m) {
   m.def("add_layer_norm(Tensor input, Tensor residual, int[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1e-05) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("add_rms_norm(Tensor input, Tensor residual, int[] normalized_shape, Tensor? weight=None, float? eps=None) -> (Tensor, Tensor, Tensor)");
   m.def("norm_backward(Tensor grad_output, Tensor input, Tensor? mean, Tensor rstd, int[] normalized_shape, Tensor? weight, Tensor? grad_extra, float eps, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  // attention (csrc/attention.cpp): scaled_dot_product_attention has the semantics of
+  // F.scaled_dot_product_attention (CompositeImplicitAutograd: broadcasting, grouped-query
+  // heads, bool masks, the default scale; seed: a CPU int64 tensor with one element, the
+  // dropout stream, drawn from torch's generator when None). attention is the core op on
+  // q (B, H, L, E), k (B, Hk, S, E), v (B, Hk, S, Ev), Hk dividing H, an additive 4-D mask
+  // broadcastable to (B, H, L, S); attention_forward also returns the per-row log-sum-exp
+  // (float, or double for float64), what the backward needs; attention_backward returns
+  // (grad_query, grad_key, grad_value, grad_mask), those output_mask asks for.
+  m.set_python_module("torch_ops.attention");
+  m.def("scaled_dot_product_attention(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, float dropout_p=0.0, bool is_causal=False, *, float? scale=None, bool enable_gqa=False, Tensor? seed=None) -> Tensor");
+  m.def("attention(Tensor query, Tensor key, Tensor value, Tensor? attn_mask, float dropout_p, bool is_causal, float scale, Tensor? seed) -> Tensor");
+  m.def("attention_forward(Tensor query, Tensor key, Tensor value, Tensor? attn_mask, float dropout_p, bool is_causal, float scale, Tensor? seed) -> (Tensor, Tensor)");
+  m.def("attention_backward(Tensor grad_output, Tensor query, Tensor key, Tensor value, Tensor? attn_mask, Tensor output, Tensor lse, float dropout_p, bool is_causal, float scale, Tensor? seed, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 namespace torch_ops::ops {
@@ -364,6 +377,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& in
 std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_backward(const at::Tensor& grad_output, const at::Tensor& input, const std::optional<at::Tensor>& mean, const at::Tensor& rstd, at::IntArrayRef normalized_shape, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& grad_extra, double eps, std::array<bool, 3> output_mask) {
   static const auto op = handle<decltype(norm_backward)>("torch_ops::norm_backward");
   return op.call(grad_output, input, mean, rstd, normalized_shape, weight, grad_extra, eps, output_mask);
+}
+
+// attention
+
+at::Tensor attention(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value, const std::optional<at::Tensor>& attn_mask, double dropout_p, bool is_causal, double scale, const std::optional<at::Tensor>& seed) {
+  static const auto op = handle<decltype(attention)>("torch_ops::attention");
+  return op.call(query, key, value, attn_mask, dropout_p, is_causal, scale, seed);
+}
+
+std::tuple<at::Tensor, at::Tensor> attention_forward(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value, const std::optional<at::Tensor>& attn_mask, double dropout_p, bool is_causal, double scale, const std::optional<at::Tensor>& seed) {
+  static const auto op = handle<decltype(attention_forward)>("torch_ops::attention_forward");
+  return op.call(query, key, value, attn_mask, dropout_p, is_causal, scale, seed);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_backward(const at::Tensor& grad_output, const at::Tensor& query, const at::Tensor& key, const at::Tensor& value, const std::optional<at::Tensor>& attn_mask, const at::Tensor& output, const at::Tensor& lse, double dropout_p, bool is_causal, double scale, const std::optional<at::Tensor>& seed, std::array<bool, 4> output_mask) {
+  static const auto op = handle<decltype(attention_backward)>("torch_ops::attention_backward");
+  return op.call(grad_output, query, key, value, attn_mask, output, lse, dropout_p, is_causal, scale, seed, output_mask);
 }
 
 }  // namespace torch_ops::ops

@@ -16,6 +16,7 @@ _C = _load.load_library()  # registers torch.ops.torch_ops.*
 
 from . import autograd, nn  # noqa: E402
 from ._build import VERSION as __version__  # noqa: E402
+from .attention import scaled_dot_product_attention  # noqa: E402
 from .activation import gelu, geglu, glu, leaky_relu, relu, sigmoid, silu, swiglu, tanh  # noqa: E402
 from .fused import fused_linear  # noqa: E402
 from .linear import linear  # noqa: E402
@@ -51,6 +52,7 @@ __all__ = [
     "rms_norm",
     "add_layer_norm",
     "add_rms_norm",
+    "scaled_dot_product_attention",
     "autograd",
     "nn",
     "build_info",

@@ -11,6 +11,7 @@ from .activation import (
     SwiGLUFunction,
     TanhFunction,
 )
+from .attention import AttentionFunction
 from .fused import FusedLinearFunction
 from .linear import LinearFunction
 from .softmax import CrossEntropyFunction, LinearCrossEntropyFunction, LogSoftmaxFunction, SoftmaxFunction
@@ -36,4 +37,5 @@ __all__ = [
     "RMSNormFunction",
     "AddLayerNormFunction",
     "AddRMSNormFunction",
+    "AttentionFunction",
 ]

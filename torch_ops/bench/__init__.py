@@ -14,7 +14,7 @@ Layout: ``case.py`` (Case), ``discover.py``, ``timing.py`` (CPU/CUDA timers, ref
 """
 
 # The families whose torch_ops.<family> module defines bench_cases(); add yours here.
-FAMILIES = ["linear", "activation", "fused", "norm", "softmax"]
+FAMILIES = ["linear", "activation", "fused", "norm", "softmax", "attention"]
 
 from .case import Case  # noqa: E402
 from .discover import discover  # noqa: E402

@@ -4,3 +4,4 @@
 #include "activation.h"
 #include "softmax.h"
 #include "norm.h"
+#include "attention.h"

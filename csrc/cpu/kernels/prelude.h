@@ -28,6 +28,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <ATen/NumericUtils.h>
 #include <ATen/OpMathType.h>
@@ -53,6 +54,8 @@
 #include <ATen/Parallel.h>
 
 #include "torch_ops/activation.h"
+#include "torch_ops/attention.h"
+#include "torch_ops/attention_math.h"
 #include "torch_ops/cpu_isa.h"
 #include "torch_ops/linear.h"
 #include "torch_ops/norm.h"

@@ -1,0 +1,392 @@
+"""The attention family: scaled_dot_product_attention against PyTorch (masks, causal, GQA,
+scale, broadcasting, dtypes, edge cases), gradcheck and gradgradcheck (dropout included),
+dropout semantics, what autograd saves, opcheck, torch.compile, errors and the Function
+class. MultiheadAttention is tests/test_mha.py."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.autograd import gradcheck, gradgradcheck
+
+import torch_ops
+import torch_ops.autograd as AF
+from conftest import ALL_DEVICES, TOL, device_dtype_params
+
+SDPA = torch_ops.scaled_dot_product_attention
+
+
+def _rand(*shape, device="cpu", dtype=torch.float32, grad=True):
+    return torch.randn(*shape, device=device, dtype=torch.float64).to(dtype).requires_grad_(grad)
+
+
+# (q shape, k shape, v shape, kwargs builder) — the builder makes the mask on a device.
+def _cases():
+    def none(device):
+        return {}
+
+    def causal(device):
+        return {"is_causal": True}
+
+    def bool_mask(shape):
+        def make(device):
+            g = torch.Generator().manual_seed(3)
+            m = torch.rand(shape, generator=g) > 0.3
+            return {"attn_mask": m.to(device)}
+
+        return make
+
+    def float_mask(shape):
+        def make(device):
+            g = torch.Generator().manual_seed(4)
+            return {"attn_mask": torch.randn(shape, generator=g, dtype=torch.float64).to(device)}
+
+        return make
+
+    return {
+        "plain": ((2, 3, 17, 8), (2, 3, 23, 8), (2, 3, 23, 8), none),
+        "tiles": ((1, 2, 130, 16), (1, 2, 1100, 16), (1, 2, 1100, 12), none),  # several query and key tiles
+        "causal-square": ((2, 2, 70, 8), (2, 2, 70, 8), (2, 2, 70, 8), causal),
+        "causal-tall": ((1, 2, 90, 8), (1, 2, 33, 8), (1, 2, 33, 8), causal),
+        "causal-wide": ((1, 2, 33, 8), (1, 2, 600, 8), (1, 2, 600, 8), causal),
+        "bool-2d": ((2, 3, 9, 8), (2, 3, 11, 8), (2, 3, 11, 8), bool_mask((9, 11))),
+        "bool-keypad": ((2, 3, 9, 8), (2, 3, 11, 8), (2, 3, 11, 8), bool_mask((2, 1, 1, 11))),
+        "float-4d": ((2, 3, 9, 8), (2, 3, 11, 8), (2, 3, 11, 5), float_mask((2, 3, 9, 11))),
+        "float-bcast": ((2, 3, 9, 8), (2, 3, 11, 8), (2, 3, 11, 8), float_mask((1, 3, 1, 11))),
+        "scale": ((2, 3, 9, 8), (2, 3, 11, 8), (2, 3, 11, 8), lambda d: {"scale": 0.37}),
+        "gqa": ((2, 6, 9, 8), (2, 2, 11, 8), (2, 2, 11, 8), lambda d: {"enable_gqa": True}),
+        "gqa-causal": ((1, 4, 66, 8), (1, 1, 66, 8), (1, 1, 66, 8), lambda d: {"enable_gqa": True, "is_causal": True}),
+        "bcast-heads": ((2, 4, 9, 8), (2, 1, 11, 8), (2, 1, 11, 8), none),
+        "bcast-batch": ((3, 2, 9, 8), (1, 2, 11, 8), (3, 2, 11, 8), none),
+        "3d": ((4, 9, 8), (4, 11, 8), (4, 11, 6), none),
+        "2d": ((9, 8), (11, 8), (11, 8), causal),
+        "5d": ((2, 2, 2, 9, 8), (2, 2, 2, 11, 8), (2, 2, 2, 11, 8), float_mask((9, 11))),
+        "head-dim-1": ((1, 1, 5, 1), (1, 1, 7, 1), (1, 1, 7, 3), none),
+    }
+
+
+CASES = _cases()
+
+
+def _reference(q, k, v, kw):
+    """PyTorch's result in float64 (the exact answer the dtypes are judged against)."""
+    kw64 = dict(kw)
+    if "attn_mask" in kw and kw["attn_mask"].is_floating_point():
+        kw64["attn_mask"] = kw["attn_mask"].double()
+    return F.scaled_dot_product_attention(q.double(), k.double(), v.double(), **kw64)
+
+
+def _err(a, b):
+    return (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
+
+
+@pytest.mark.parametrize("device,dtype", device_dtype_params())
+@pytest.mark.parametrize("case", list(CASES))
+def test_sdpa_matches_torch(device, dtype, case):
+    qs, ks, vs, make_kw = CASES[case]
+    torch.manual_seed(0)
+    q, k, v = (_rand(*s, device=device, dtype=dtype) for s in (qs, ks, vs))
+    kw = make_kw(device)
+    if "attn_mask" in kw and kw["attn_mask"].is_floating_point():
+        kw["attn_mask"] = kw["attn_mask"].to(dtype)
+    ours = SDPA(q, k, v, **kw)
+    theirs = F.scaled_dot_product_attention(q, k, v, **kw)
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    go = torch.randn_like(ours)
+    g_ours = torch.autograd.grad(ours, (q, k, v), go)
+    g_theirs = torch.autograd.grad(theirs, (q, k, v), go)
+    if dtype == torch.float64:
+        torch.testing.assert_close(ours, theirs, **TOL[dtype])
+        for a, b in zip(g_ours, g_theirs):
+            torch.testing.assert_close(a, b, **TOL[dtype])
+        return
+    # Lower precision: no further from the float64 answer than PyTorch's own kernel is
+    # (twice its error, plus one unit of the dtype's tolerance for near-exact cases).
+    qd, kd, vd = (t.detach().double().requires_grad_() for t in (q, k, v))
+    ref = _reference(qd, kd, vd, kw)
+    g_ref = torch.autograd.grad(ref, (qd, kd, vd), go.double())
+    slack = TOL[dtype]["atol"]
+    assert _err(ours, ref) <= 2 * _err(theirs, ref) + slack
+    for a, b, r in zip(g_ours, g_theirs, g_ref):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert _err(a, r) <= 2 * _err(b, r) + slack * max(1.0, r.abs().max().item())
+
+
+def test_sdpa_float_mask_gradient_matches_torch():
+    for shape in ((2, 3, 9, 11), (1, 3, 1, 11), (9, 11), (2, 1, 9, 1)):
+        q, k, v = _rand(2, 3, 9, 8, dtype=torch.float64), _rand(2, 3, 11, 8, dtype=torch.float64), _rand(2, 3, 11, 8, dtype=torch.float64)
+        m = _rand(*shape, dtype=torch.float64)
+        ours = SDPA(q, k, v, attn_mask=m)
+        theirs = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        torch.testing.assert_close(ours, theirs)
+        go = torch.randn_like(ours)
+        for a, b in zip(torch.autograd.grad(ours, (q, k, v, m), go), torch.autograd.grad(theirs, (q, k, v, m), go)):
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("device", ALL_DEVICES)
+def test_sdpa_fully_masked_rows_and_empty_inputs(device):
+    d = dict(device=device, dtype=torch.float64)
+    q, k, v = _rand(1, 2, 4, 8, **d), _rand(1, 2, 6, 8, **d), _rand(1, 2, 6, 8, **d)
+    m = torch.ones(4, 6, dtype=torch.bool, device=device)
+    m[1] = False  # row 1 attends to nothing: output 0, no gradient (as PyTorch)
+    fm = torch.zeros(4, 6, **d)
+    fm[2] = float("-inf")
+    for mask in (m, fm):
+        ours, theirs = SDPA(q, k, v, attn_mask=mask), F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        torch.testing.assert_close(ours, theirs)
+        go = torch.randn_like(ours)
+        for a, b in zip(torch.autograd.grad(ours, (q, k, v), go), torch.autograd.grad(theirs, (q, k, v), go)):
+            torch.testing.assert_close(a, b)
+    for qs, ks, vs in (((2, 3, 4), (2, 0, 4), (2, 0, 5)), ((2, 0, 4), (2, 3, 4), (2, 3, 5)), ((0, 3, 4), (0, 5, 4), (0, 5, 2))):
+        q, k, v = _rand(*qs, **d), _rand(*ks, **d), _rand(*vs, **d)
+        ours, theirs = SDPA(q, k, v), F.scaled_dot_product_attention(q, k, v)
+        torch.testing.assert_close(ours, theirs)
+        go = torch.randn_like(ours)
+        for a, b in zip(torch.autograd.grad(ours, (q, k, v), go), torch.autograd.grad(theirs, (q, k, v), go)):
+            torch.testing.assert_close(a, b)
+
+
+def test_sdpa_kernels_every_isa(cpu_isa):
+    torch.manual_seed(1)
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        q, k, v = _rand(2, 4, 75, 16, dtype=dtype), _rand(2, 2, 530, 16, dtype=dtype), _rand(2, 2, 530, 9, dtype=dtype)
+        for kw in ({}, {"is_causal": True}):
+            kw["enable_gqa"] = True
+            ours = SDPA(q, k, v, **kw)
+            go = torch.randn_like(ours)
+            g = torch.autograd.grad(ours, (q, k, v), go)
+            qd, kd, vd = (t.detach().double().requires_grad_() for t in (q, k, v))
+            ref = _reference(qd, kd, vd, kw)
+            g_ref = torch.autograd.grad(ref, (qd, kd, vd), go.double())
+            tol = {torch.float64: 1e-10, torch.float32: 2e-5, torch.bfloat16: 3e-2}[dtype]
+            assert _err(ours, ref) <= tol
+            for a, r in zip(g, g_ref):
+                assert _err(a, r) <= tol * max(1.0, r.abs().max().item())
+
+
+def test_sdpa_noncontiguous_inputs():
+    q = _rand(2, 9, 3, 8).transpose(1, 2)  # (B, L, H, E) -> (B, H, L, E), as MultiheadAttention makes it
+    k = _rand(2, 11, 3, 8).transpose(1, 2)
+    v = _rand(2, 3, 16, 22)[..., ::2].transpose(-1, -2)
+    ours, theirs = SDPA(q, k, v), F.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(ours, theirs, **TOL[torch.float32])
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def _grad_cases(device):
+    d = dict(device=device, dtype=torch.float64)
+    mask = torch.randn(1, 2, 4, 5, **d, requires_grad=True)
+    bmask = torch.rand(4, 5, device=device) > 0.3
+    return {
+        "plain": ((1, 2, 4, 3), (1, 2, 5, 3), (1, 2, 5, 2), {}),
+        "causal": ((1, 2, 5, 3), (1, 2, 4, 3), (1, 2, 4, 3), {"is_causal": True}),
+        "float-mask": ((1, 2, 4, 3), (1, 2, 5, 3), (1, 2, 5, 3), {"attn_mask": mask}),
+        "bool-mask": ((1, 2, 4, 3), (1, 2, 5, 3), (1, 2, 5, 3), {"attn_mask": bmask}),
+        "gqa": ((1, 4, 3, 3), (1, 2, 4, 3), (1, 2, 4, 2), {"enable_gqa": True, "scale": 0.8}),
+    }
+
+
+@pytest.mark.parametrize("device", ALL_DEVICES)
+@pytest.mark.parametrize("case", ["plain", "causal", "float-mask", "bool-mask", "gqa"])
+def test_sdpa_gradcheck_gradgradcheck(device, case):
+    torch.manual_seed(2)
+    qs, ks, vs, kw = _grad_cases(device)[case]
+    q, k, v = (_rand(*s, device=device, dtype=torch.float64) for s in (qs, ks, vs))
+    inputs = (q, k, v) + ((kw["attn_mask"],) if "attn_mask" in kw and kw["attn_mask"].requires_grad else ())
+    rest = {a: b for a, b in kw.items() if not (a == "attn_mask" and b.requires_grad)}
+
+    def fn(q, k, v, *m):
+        return SDPA(q, k, v, *m, **rest)
+
+    assert gradcheck(fn, inputs)
+    assert gradgradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("device", ALL_DEVICES)
+def test_function_class_and_dropout_gradcheck_gradgradcheck(device):
+    """The core op through AttentionFunction, dropout on (a fixed seed: the mask is the same
+    in every call, regenerated in the backward and in the double backward)."""
+    torch.manual_seed(3)
+    d = dict(device=device, dtype=torch.float64)
+    q, k, v = _rand(1, 2, 4, 3, **d), _rand(1, 1, 6, 3, **d), _rand(1, 1, 6, 2, **d)
+    m = torch.randn(1, 2, 4, 6, **d, requires_grad=True)
+    seed = torch.tensor(1234)
+    for args in ((q, k, v), (q, k, v, m)):
+        fn = lambda *a: AF.AttentionFunction.apply(*a, dropout_p=0.3, seed=seed)  # noqa: E731
+        assert gradcheck(fn, args)
+        assert gradgradcheck(fn, args)
+    # the dispatcher op's own autograd (C++), same seed: same values as the Function class
+    out = torch.ops.torch_ops.attention(q, k, v, m, 0.3, False, 0.5, seed)
+    torch.testing.assert_close(out, AF.AttentionFunction.apply(q, k, v, m, dropout_p=0.3, scale=0.5, seed=seed))
+    assert gradcheck(lambda *a: torch.ops.torch_ops.attention(*a, 0.3, False, 0.5, seed), (q, k, v, m))
+    assert gradgradcheck(lambda *a: torch.ops.torch_ops.attention(*a, 0.3, False, 0.5, seed), (q, k, v, m))
+
+
+def test_third_derivative_matches_torch():
+    torch.manual_seed(4)
+    q, k, v = _rand(1, 1, 3, 2, dtype=torch.float64), _rand(1, 1, 4, 2, dtype=torch.float64), _rand(1, 1, 4, 2, dtype=torch.float64)
+
+    def third(fn):
+        out = fn(q, k, v).pow(2).sum()
+        (g,) = torch.autograd.grad(out, q, create_graph=True)
+        (gg,) = torch.autograd.grad(g.pow(2).sum(), k, create_graph=True)
+        return torch.autograd.grad(gg.sum(), (q, k, v))
+
+    def math_sdpa(q, k, v):  # PyTorch's SDPA kernels have no double backward: the formula
+        return torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, -1) @ v
+
+    for a, b in zip(third(SDPA), third(math_sdpa)):
+        torch.testing.assert_close(a, b)
+
+
+def test_autograd_saves_no_score_matrix():
+    """Memory-efficient: what the forward saves is O(L + S) per head (inputs, output, lse)."""
+    L = S = 256
+    q, k, v = _rand(1, 2, L, 16), _rand(1, 2, S, 16), _rand(1, 2, S, 16)
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = SDPA(q, k, v, is_causal=True)
+    assert sizes and max(sizes) < L * S
+    out.sum().backward()
+    assert q.grad is not None and k.grad is not None and v.grad is not None
+
+
+# ----------------------------------------------------------------------------- dropout
+
+
+def test_dropout_is_seeded_and_regenerated():
+    q, k = _rand(2, 2, 8, 4, grad=False), _rand(2, 2, 40, 4, grad=False)
+    v = torch.eye(40).expand(2, 2, 40, 40).contiguous()  # out = the attention weights, dropped
+    p = 0.25
+    torch.manual_seed(7)
+    w1 = SDPA(q, k, v, dropout_p=p)
+    torch.manual_seed(7)
+    w2 = SDPA(q, k, v, dropout_p=p)
+    torch.testing.assert_close(w1, w2, rtol=0, atol=0)  # reproducible under torch.manual_seed
+    w3 = SDPA(q, k, v, dropout_p=p)
+    assert not torch.equal(w1, w3)  # a new call draws a new mask
+    probs = F.scaled_dot_product_attention(q, k, v)
+    kept = w1 != 0
+    frac = 1 - kept.double().mean().item()
+    assert abs(frac - p) < 0.04, frac  # 5120 weights: p within ~5 standard deviations
+    torch.testing.assert_close(w1[kept], (probs / (1 - p))[kept])  # kept weights scaled by 1 / (1 - p)
+    # p = 1 drops everything (as F.dropout)
+    torch.testing.assert_close(SDPA(q, k, v, dropout_p=1.0), torch.zeros(2, 2, 8, 40))
+
+
+def test_dropout_backward_uses_the_forward_mask():
+    torch.manual_seed(8)
+    q, k, v = _rand(1, 2, 6, 4, dtype=torch.float64), _rand(1, 2, 9, 4, dtype=torch.float64), _rand(1, 2, 9, 3, dtype=torch.float64)
+    seed = torch.tensor(99)
+    out = torch.ops.torch_ops.scaled_dot_product_attention(q, k, v, None, 0.4, False, seed=seed)
+    # the same result written out: weights * keep / (1 - p), with the kernels' own mask
+    z = torch.ops.torch_ops.attention(q.detach(), k.detach(), torch.eye(9, dtype=torch.float64).expand(1, 2, 9, 9), None, 0.4, False, 0.5, seed)
+    w = torch.softmax(q @ k.transpose(-1, -2) * 0.5, -1)
+    keep = (z != 0).double() / 0.6
+    ref = (w * keep) @ v
+    torch.testing.assert_close(out, ref)
+    go = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out, (q, k, v), go), torch.autograd.grad(ref, (q, k, v), go)):
+        torch.testing.assert_close(a, b)
+
+
+# ----------------------------------------------------------------------------- opcheck / compile
+
+
+def _opcheck_samples(device):
+    d = dict(device=device, dtype=torch.float64)
+    ops = torch.ops.torch_ops
+    q, k, v = _rand(2, 4, 5, 3, **d), _rand(2, 2, 6, 3, **d), _rand(2, 2, 6, 2, **d)
+    m = torch.randn(2, 1, 5, 6, **d, requires_grad=True)
+    out, lse = ops.attention_forward(q.detach(), k.detach(), v.detach(), m.detach(), 0.0, False, 0.5, None)
+    seed = torch.tensor(5)
+    return [
+        (ops.attention.default, (q, k, v, None, 0.0, False, 0.5, None)),
+        (ops.attention.default, (q, k, v, m, 0.0, False, 0.5, None)),
+        (ops.attention.default, (q, k, v, None, 0.2, True, 0.7, seed)),
+        (ops.attention_forward.default, (q.detach(), k.detach(), v.detach(), None, 0.0, True, 0.5, None)),
+        (ops.attention_backward.default, (torch.randn_like(out), q.detach(), k.detach(), v.detach(), m.detach(), out, lse, 0.0, False, 0.5, None, [True, True, True, True])),
+        (ops.attention_backward.default, (torch.randn_like(out), q.detach(), k.detach(), v.detach(), None, out, lse, 0.0, False, 0.5, None, [True, False, True, False])),
+        (ops.scaled_dot_product_attention.default, (q[:, :2], k, v)),
+    ]
+
+
+@pytest.mark.parametrize("device", ALL_DEVICES)
+def test_opcheck(device):
+    for op, args in _opcheck_samples(device):
+        torch.library.opcheck(op, args)
+
+
+@pytest.mark.parametrize("device", ALL_DEVICES)
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_compile_forward_backward(device, dynamic):
+    torch._dynamo.reset()
+
+    def fn(q, k, v, m):
+        return SDPA(q, k, v, attn_mask=m).sum() + SDPA(q, k, v, is_causal=True, scale=0.3).pow(2).sum()
+
+    compiled = torch.compile(fn, fullgraph=True, dynamic=dynamic, backend="aot_eager")
+    for n in (5, 7):
+        q, k, v = (_rand(2, 2, n, 4, device=device, dtype=torch.float64) for _ in range(3))
+        m = torch.rand(n, n, device=device) > 0.2
+        refs = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+        out, ref = compiled(q, k, v, m), fn(*refs, m)
+        torch.testing.assert_close(out, ref)
+        out.backward()
+        ref.backward()
+        for a, b in zip((q, k, v), refs):
+            torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_compile_inductor_with_dropout():
+    torch._dynamo.reset()
+    q, k, v = (_rand(1, 2, 6, 4) for _ in range(3))
+    compiled = torch.compile(lambda a, b, c: SDPA(a, b, c, dropout_p=0.2), fullgraph=True)
+    torch.manual_seed(0)
+    out = compiled(q, k, v)
+    out.sum().backward()
+    assert out.shape == (1, 2, 6, 4) and torch.isfinite(q.grad).all()
+    torch.testing.assert_close(compiled(q, k, v, ) * 0, out * 0)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_errors():
+    q, k, v = _rand(1, 2, 4, 8), _rand(1, 2, 5, 8), _rand(1, 2, 5, 8)
+    with pytest.raises(RuntimeError, match="at least 2-D"):
+        SDPA(_rand(8), _rand(8), _rand(8))
+    with pytest.raises(RuntimeError, match="key.size"):
+        SDPA(q, _rand(1, 2, 5, 7), v)
+    with pytest.raises(RuntimeError, match="value.size"):
+        SDPA(q, k, _rand(1, 2, 6, 8))
+    with pytest.raises(RuntimeError, match="dtype"):
+        SDPA(q, k.double(), v)
+    with pytest.raises(RuntimeError, match="is_causal"):
+        SDPA(q, k, v, attn_mask=torch.ones(4, 5, dtype=torch.bool), is_causal=True)
+    with pytest.raises(RuntimeError, match="divide"):
+        SDPA(_rand(1, 4, 4, 8), _rand(1, 3, 5, 8), _rand(1, 3, 5, 8), enable_gqa=True)
+    with pytest.raises(RuntimeError, match="dropout_p"):
+        SDPA(q, k, v, dropout_p=1.5)
+    with pytest.raises(RuntimeError, match="attn_mask"):
+        SDPA(q, k, v, attn_mask=torch.zeros(4, 5, dtype=torch.int32))
+    with pytest.raises(RuntimeError, match="broadcast|size"):
+        SDPA(q, k, v, attn_mask=torch.zeros(3, 5))
+    with pytest.raises(TypeError, match="query"):
+        SDPA([1.0], k, v)
+    with pytest.raises(RuntimeError, match="seed"):
+        torch.ops.torch_ops.attention(q, k, v, None, 0.5, False, 1.0, None)
+    with pytest.raises(RuntimeError, match="4-D"):
+        torch.ops.torch_ops.attention(q[0], k[0], v[0], None, 0.0, False, 1.0, None)
+    # inputs untouched by a failed call
+    before = q.detach().clone()
+    with pytest.raises(RuntimeError):
+        SDPA(q, k, _rand(1, 2, 6, 8))
+    assert torch.equal(q.detach(), before)
