@@ -460,7 +460,7 @@ def test_convert():
     out, replaced = torch_ops.nn.convert(model, report=True)
     assert out is model
     names = [n for n, _ in replaced]
-    assert names == ["0", "1", "2.out_proj", "4"], replaced  # "1": the ReLU (activation family)
+    assert names == ["0", "1", "2", "2.out_proj", "4"], replaced  # "1": the ReLU, "2": MultiheadAttention
     assert type(model[0]) is torch_ops.nn.Linear and type(model[4]) is torch_ops.nn.Linear
     assert isinstance(model[2].out_proj, torch.nn.modules.linear.NonDynamicallyQuantizableLinear)
     assert type(model[3]) is _OwnForward  # its own forward: not safe to replace

@@ -8,6 +8,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from . import _converted
 from . import activation as act
 from . import softmax as sm
+from .attention import MultiheadAttention
 from .fused import FusedLinear
 from .linear import Linear
 from .norm import LayerNorm, RMSNorm
@@ -27,6 +28,7 @@ _REPLACEMENTS: dict[type, type] = {
     nn.CrossEntropyLoss: sm.CrossEntropyLoss,
     nn.LayerNorm: LayerNorm,
     nn.RMSNorm: RMSNorm,
+    nn.MultiheadAttention: MultiheadAttention,
 }
 _converted_subclasses: dict[type, type] = {}
 
