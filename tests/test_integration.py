@@ -166,8 +166,8 @@ def test_distributed_two_cpu_processes_match_one_process(tmp_path, wrapper):
 
 
 def _calls():
-    """name -> (differentiable inputs, a call of one op on them): every op family, at sizes
-    where the CPU kernels run in parallel."""
+    """name -> (differentiable inputs, a call of one op on them): every functional op, at
+    sizes where the CPU kernels run in parallel."""
     torch.manual_seed(5)
     x = torch.randn(3000, 96, requires_grad=True)
     r = torch.randn(3000, 96, requires_grad=True)
@@ -180,9 +180,16 @@ def _calls():
     probs = torch.rand(3000, 96).softmax(-1)
     return {
         "linear": ((x, w, b), lambda: torch_ops.linear(x, w, b)),
+        "relu": ((x,), lambda: torch_ops.relu(x)),
+        "leaky_relu": ((x,), lambda: torch_ops.leaky_relu(x, 0.2)),
         "gelu": ((x,), lambda: torch_ops.gelu(x)),
+        "gelu_tanh": ((x,), lambda: torch_ops.gelu(x, approximate="tanh")),
         "silu": ((x,), lambda: torch_ops.silu(x)),
+        "sigmoid": ((x,), lambda: torch_ops.sigmoid(x)),
+        "tanh": ((x,), lambda: torch_ops.tanh(x)),
+        "glu": ((x,), lambda: torch_ops.glu(x)),
         "swiglu": ((x,), lambda: torch_ops.swiglu(x)),
+        "geglu": ((x,), lambda: torch_ops.geglu(x, 0)),
         "fused_linear_gelu": ((x, w, b), lambda: torch_ops.fused_linear(x, w, b, "gelu")),
         "fused_linear_relu": ((x, w, b), lambda: torch_ops.fused_linear(x, w, b, "relu")),
         "layer_norm": ((x, nw, nb), lambda: torch_ops.layer_norm(x, (96,), nw, nb)),

@@ -142,7 +142,15 @@ TORCH_LIBRARY_IMPL(torch_ops, Autograd, m) {
   m.impl("fused_linear_act_grad", &act_grad_autograd);
 }
 
-TORCH_LIBRARY_IMPL(torch_ops, AutocastCPU, m) { m.impl("fused_linear", &fused_linear_autocast<c10::DeviceType::CPU>); }
-TORCH_LIBRARY_IMPL(torch_ops, AutocastCUDA, m) { m.impl("fused_linear", &fused_linear_autocast<c10::DeviceType::CUDA>); }
+// (The ops of the forward node and of the backward run in their inputs' dtypes.)
+template <c10::DeviceType device>
+void register_autocast(torch::Library& m) {
+  m.impl("fused_linear", &fused_linear_autocast<device>);
+  m.impl("fused_linear_preact", autocast::passthrough());
+  m.impl("fused_linear_act_grad", autocast::passthrough());
+}
+
+TORCH_LIBRARY_IMPL(torch_ops, AutocastCPU, m) { register_autocast<c10::DeviceType::CPU>(m); }
+TORCH_LIBRARY_IMPL(torch_ops, AutocastCUDA, m) { register_autocast<c10::DeviceType::CUDA>(m); }
 
 }  // namespace torch_ops::fused
