@@ -363,7 +363,7 @@ Tensor linear_cross_entropy_autograd(const Tensor& input, const Tensor& weight, 
 //   linear_cross_entropy  as cross_entropy(linear(x, W, b)): the GEMMs in the autocast dtype
 //                         (linear), the loss in float32 (out_dtype; its reduction is
 //                         accumulated in float32 from the lower-precision logits)
-//   the backward ops      their inputs' dtypes
+//   the nodes' ops        their inputs' dtypes (autocast off)
 
 template <bool kLog, c10::DeviceType device>
 Tensor softmax_fp32(const Tensor& input, int64_t dim, std::optional<at::ScalarType> dtype) {
@@ -394,9 +394,10 @@ Tensor linear_cross_entropy_autocast(const Tensor& input, const Tensor& weight, 
                                    ignore_index, reduction, label_smoothing, chunk_size, out_dtype);
 }
 
-constexpr const char* kBackwardOps[] = {"softmax_backward",       "log_softmax_backward",
-                                        "cross_entropy_forward",  "cross_entropy_backward",
-                                        "cross_entropy_target_backward", "linear_cross_entropy_chunked"};
+// The ops that the autograd nodes call (forward and backward): their inputs' dtypes.
+constexpr const char* kNodeOps[] = {"softmax_backward",       "log_softmax_backward",
+                                    "cross_entropy_forward",  "cross_entropy_backward",
+                                    "cross_entropy_target_backward", "linear_cross_entropy_chunked"};
 
 template <c10::DeviceType device>
 void register_autocast(torch::Library& m) {
@@ -409,7 +410,7 @@ void register_autocast(torch::Library& m) {
   }
   m.impl("cross_entropy", &cross_entropy_fp32<device>);
   m.impl("linear_cross_entropy", &linear_cross_entropy_autocast<device>);
-  for (const char* op : kBackwardOps) m.impl(op, autocast::passthrough());
+  for (const char* op : kNodeOps) m.impl(op, autocast::passthrough());
 }
 
 }  // namespace
