@@ -259,6 +259,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_backward(
                block_rows};
   job.device_index = input.device().index();
   launchers_for(input, op).backward(job);
+  if (!rms && s.N == 1 && want_dx) {
+    // A one-element row layer-normalises to 0 whatever its value: the input gradient is
+    // exactly grad_extra. (The kernels' formula rstd * (g - mean(g) - ...) cancels to a
+    // rounding error times rstd = 1 / sqrt(eps) instead: g is rounded in one pass and
+    // fused into an FMA in the other.)
+    if (ex.defined())
+      dx.copy_(ex);
+    else
+      dx.zero_();
+  }
   return {dx, dw, db};
 }
 

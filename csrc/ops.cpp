@@ -71,23 +71,27 @@ TORCH_LIBRARY(torch_ops, m) {
   m.def("geglu(Tensor input, int dim=-1, str approximate='none') -> Tensor");
   m.def("geglu_backward(Tensor grad_output, Tensor input, int dim=-1, str approximate='none') -> Tensor");
   m.def("geglu_double_backward(Tensor grad_grad_input, Tensor grad_output, Tensor input, int dim=-1, str approximate='none') -> (Tensor, Tensor)");
-  // softmax (csrc/softmax.cpp): any dim of any rank; outputs are contiguous. reduction is
+  // softmax (csrc/softmax.cpp): any dim of any rank; outputs are contiguous; dtype casts the
+  // input first (as F.softmax's; autocast on CUDA sets it to float32 when unset). reduction is
   // 0 none, 1 mean, 2 sum. cross_entropy_forward returns what autograd saves: the per-row
-  // log-sum-exp (float, or double for float64) and the total weight of the mean (empty for
-  // none / sum). linear_cross_entropy_chunked returns (loss, grad_input, grad_weight,
+  // log-sum-exp as row_max and log_sum = logsumexp - row_max (float, or double for float64;
+  // kept apart so that x - logsumexp keeps its small values) and the total weight of the mean
+  // (empty for none / sum). linear_cross_entropy_chunked returns (loss, grad_input, grad_weight,
   // grad_bias), the gradients that output_mask asks for (others are empty), times
-  // grad_output when given (else of the loss itself). chunk_size 0: the default.
+  // grad_output when given (else of the loss itself). chunk_size 0: the default. out_dtype:
+  // the loss's dtype (default the input's; the loss is accumulated in float32, float64 for
+  // float64): autocast asks for float32, as cross_entropy(linear(...)) gives under autocast.
   m.set_python_module("torch_ops.softmax");
-  m.def("softmax(Tensor input, int dim) -> Tensor");
-  m.def("log_softmax(Tensor input, int dim) -> Tensor");
+  m.def("softmax(Tensor input, int dim, ScalarType? dtype=None) -> Tensor");
+  m.def("log_softmax(Tensor input, int dim, ScalarType? dtype=None) -> Tensor");
   m.def("softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor");
   m.def("log_softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor");
   m.def("cross_entropy(Tensor input, Tensor target, Tensor? weight=None, int reduction=1, int ignore_index=-100, float label_smoothing=0.0) -> Tensor");
-  m.def("cross_entropy_forward(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index, float label_smoothing) -> (Tensor, Tensor, Tensor)");
-  m.def("cross_entropy_backward(Tensor grad_output, Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index, float label_smoothing, Tensor lse, Tensor total_weight) -> Tensor");
+  m.def("cross_entropy_forward(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index, float label_smoothing) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("cross_entropy_backward(Tensor grad_output, Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index, float label_smoothing, Tensor row_max, Tensor log_sum, Tensor total_weight) -> Tensor");
   m.def("cross_entropy_target_backward(Tensor grad_output, Tensor input, Tensor target, Tensor? weight, int reduction, float label_smoothing) -> Tensor");
-  m.def("linear_cross_entropy(Tensor input, Tensor weight, Tensor target, Tensor? bias=None, int ignore_index=-100, int reduction=1, float label_smoothing=0.0, int? chunk_size=None) -> Tensor");
-  m.def("linear_cross_entropy_chunked(Tensor input, Tensor weight, Tensor target, Tensor? bias, Tensor? grad_output, int ignore_index, int reduction, float label_smoothing, int chunk_size, bool[3] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("linear_cross_entropy(Tensor input, Tensor weight, Tensor target, Tensor? bias=None, int ignore_index=-100, int reduction=1, float label_smoothing=0.0, int? chunk_size=None, ScalarType? out_dtype=None) -> Tensor");
+  m.def("linear_cross_entropy_chunked(Tensor input, Tensor weight, Tensor target, Tensor? bias, Tensor? grad_output, int ignore_index, int reduction, float label_smoothing, int chunk_size, bool[3] output_mask, ScalarType? out_dtype=None) -> (Tensor, Tensor, Tensor, Tensor)");
   // norm (csrc/norm.cpp): over the trailing normalized_shape dims; outputs contiguous.
   // mean / rstd have the input's leading shape, in float for float16/bfloat16 inputs
   // (float64 for float64). rms_norm's eps=None is the opmath type's epsilon (as ATen).
@@ -302,14 +306,14 @@ std::tuple<at::Tensor, at::Tensor> geglu_double_backward(const at::Tensor& grad_
 
 // softmax
 
-at::Tensor softmax(const at::Tensor& input, int64_t dim) {
+at::Tensor softmax(const at::Tensor& input, int64_t dim, std::optional<at::ScalarType> dtype) {
   static const auto op = handle<decltype(softmax)>("torch_ops::softmax");
-  return op.call(input, dim);
+  return op.call(input, dim, dtype);
 }
 
-at::Tensor log_softmax(const at::Tensor& input, int64_t dim) {
+at::Tensor log_softmax(const at::Tensor& input, int64_t dim, std::optional<at::ScalarType> dtype) {
   static const auto op = handle<decltype(log_softmax)>("torch_ops::log_softmax");
-  return op.call(input, dim);
+  return op.call(input, dim, dtype);
 }
 
 at::Tensor softmax_backward(const at::Tensor& grad_output, const at::Tensor& output, int64_t dim) {
@@ -327,14 +331,14 @@ at::Tensor cross_entropy(const at::Tensor& input, const at::Tensor& target, cons
   return op.call(input, target, weight, reduction, ignore_index, label_smoothing);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> cross_entropy_forward(const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index, double label_smoothing) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cross_entropy_forward(const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index, double label_smoothing) {
   static const auto op = handle<decltype(cross_entropy_forward)>("torch_ops::cross_entropy_forward");
   return op.call(input, target, weight, reduction, ignore_index, label_smoothing);
 }
 
-at::Tensor cross_entropy_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index, double label_smoothing, const at::Tensor& lse, const at::Tensor& total_weight) {
+at::Tensor cross_entropy_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index, double label_smoothing, const at::Tensor& row_max, const at::Tensor& log_sum, const at::Tensor& total_weight) {
   static const auto op = handle<decltype(cross_entropy_backward)>("torch_ops::cross_entropy_backward");
-  return op.call(grad_output, input, target, weight, reduction, ignore_index, label_smoothing, lse, total_weight);
+  return op.call(grad_output, input, target, weight, reduction, ignore_index, label_smoothing, row_max, log_sum, total_weight);
 }
 
 at::Tensor cross_entropy_target_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight, int64_t reduction, double label_smoothing) {
@@ -342,14 +346,14 @@ at::Tensor cross_entropy_target_backward(const at::Tensor& grad_output, const at
   return op.call(grad_output, input, target, weight, reduction, label_smoothing);
 }
 
-at::Tensor linear_cross_entropy(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target, const std::optional<at::Tensor>& bias, int64_t ignore_index, int64_t reduction, double label_smoothing, std::optional<int64_t> chunk_size) {
+at::Tensor linear_cross_entropy(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target, const std::optional<at::Tensor>& bias, int64_t ignore_index, int64_t reduction, double label_smoothing, std::optional<int64_t> chunk_size, std::optional<at::ScalarType> out_dtype) {
   static const auto op = handle<decltype(linear_cross_entropy)>("torch_ops::linear_cross_entropy");
-  return op.call(input, weight, target, bias, ignore_index, reduction, label_smoothing, chunk_size);
+  return op.call(input, weight, target, bias, ignore_index, reduction, label_smoothing, chunk_size, out_dtype);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_chunked(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target, const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& grad_output, int64_t ignore_index, int64_t reduction, double label_smoothing, int64_t chunk_size, std::array<bool, 3> output_mask) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_chunked(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target, const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& grad_output, int64_t ignore_index, int64_t reduction, double label_smoothing, int64_t chunk_size, std::array<bool, 3> output_mask, std::optional<at::ScalarType> out_dtype) {
   static const auto op = handle<decltype(linear_cross_entropy_chunked)>("torch_ops::linear_cross_entropy_chunked");
-  return op.call(input, weight, target, bias, grad_output, ignore_index, reduction, label_smoothing, chunk_size, output_mask);
+  return op.call(input, weight, target, bias, grad_output, ignore_index, reduction, label_smoothing, chunk_size, output_mask, out_dtype);
 }
 
 // norm

@@ -8,6 +8,8 @@
 #include <ATen/core/Reduction.h>
 #include <torch/library.h>
 
+#include <limits>
+
 #include "torch_ops/alloc.h"
 #include "torch_ops/checks.h"
 #include "torch_ops/ops.h"
@@ -77,10 +79,14 @@ struct Ce {
 };
 
 // (N, C, d1, ..., dK) -> (N * d1 * ... * dK, C); (C) -> (1, C); (N, C) as is.
+// (The rows are counted, not reshape(-1, C)'d: C may be 0.)
 at::Tensor classes_last(const at::Tensor& t, int64_t class_dim) {
   const int64_t C = t.size(class_dim);
-  if (t.dim() <= 2) return t.reshape({-1, C}).contiguous();
-  return t.movedim(class_dim, -1).reshape({-1, C}).contiguous();
+  int64_t rows = 1;
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (d != class_dim) rows *= t.size(d);
+  if (t.dim() <= 2) return t.reshape({rows, C}).contiguous();
+  return t.movedim(class_dim, -1).reshape({rows, C}).contiguous();
 }
 
 // Class indices in [0, classes) or equal to ignore_index; else IndexError, as PyTorch's CPU
@@ -152,6 +158,19 @@ Ce prepare_ce(const char* op, const at::Tensor& input, const at::Tensor& target,
   return ce;
 }
 
+// The forward statistics of rows with no class (C = 0: every class-index target is ignored,
+// probability rows are empty), without the kernel (which would read the absent targets):
+// what PyTorch's composition gives. The loss of a row is 0, or nan for class indices with
+// label smoothing (PyTorch's eps / C is inf, times 0); its weight 0, so a mean is 0 / 0 = nan
+// (PyTorch divides by the total weight, or for probabilities by numel / C).
+void no_class_rows(const at::Tensor& row_max, const at::Tensor& log_sum, const at::Tensor& loss,
+                   const at::Tensor& row_weight, bool prob, double label_smoothing) {
+  row_max.fill_(-std::numeric_limits<double>::infinity());
+  log_sum.fill_(-std::numeric_limits<double>::infinity());  // log 0
+  loss.fill_(!prob && label_smoothing > 0 ? std::numeric_limits<double>::quiet_NaN() : 0.0);
+  row_weight.zero_();
+}
+
 CrossEntropy ce_job(CePass pass, const Ce& ce, int64_t ignore_index, double label_smoothing) {
   CrossEntropy job{};
   job.pass = pass;
@@ -170,11 +189,19 @@ CrossEntropy ce_job(CePass pass, const Ce& ce, int64_t ignore_index, double labe
 
 }  // namespace
 
-at::Tensor softmax(const at::Tensor& input, int64_t dim) {
-  return rows_op("softmax", RowOp::Softmax, input, "input", nullptr, nullptr, dim);
+namespace {
+// F.softmax's dtype: the input cast to it first (before the checks: an integer input with a
+// floating dtype is fine).
+at::Tensor cast_to(const at::Tensor& input, std::optional<at::ScalarType> dtype) {
+  return dtype.has_value() && input.defined() && input.scalar_type() != *dtype ? input.to(*dtype) : input;
 }
-at::Tensor log_softmax(const at::Tensor& input, int64_t dim) {
-  return rows_op("log_softmax", RowOp::LogSoftmax, input, "input", nullptr, nullptr, dim);
+}  // namespace
+
+at::Tensor softmax(const at::Tensor& input, int64_t dim, std::optional<at::ScalarType> dtype) {
+  return rows_op("softmax", RowOp::Softmax, cast_to(input, dtype), "input", nullptr, nullptr, dim);
+}
+at::Tensor log_softmax(const at::Tensor& input, int64_t dim, std::optional<at::ScalarType> dtype) {
+  return rows_op("log_softmax", RowOp::LogSoftmax, cast_to(input, dtype), "input", nullptr, nullptr, dim);
 }
 at::Tensor softmax_backward(const at::Tensor& grad_output, const at::Tensor& output, int64_t dim) {
   return rows_op("softmax_backward", RowOp::SoftmaxBackward, grad_output, "grad_output", &output, "output", dim);
@@ -184,29 +211,33 @@ at::Tensor log_softmax_backward(const at::Tensor& grad_output, const at::Tensor&
                  dim);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> cross_entropy_forward(const at::Tensor& input, const at::Tensor& target,
-                                                                     const std::optional<at::Tensor>& weight,
-                                                                     int64_t reduction, int64_t ignore_index,
-                                                                     double label_smoothing) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cross_entropy_forward(
+    const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight, int64_t reduction,
+    int64_t ignore_index, double label_smoothing) {
   constexpr const char* op = "cross_entropy";
   const Ce ce = prepare_ce(op, input, target, weight, reduction, ignore_index, label_smoothing);
   const auto acc = input.options().dtype(acc_type(input.scalar_type()));
-  auto lse = at::empty({ce.rows}, acc);
+  // The log-sum-exp of each row as row_max + log_sum (torch_ops/softmax_math.h, Lse).
+  auto row_max = at::empty({ce.rows}, acc);
+  auto log_sum = at::empty({ce.rows}, acc);
   auto loss_rows = at::empty({ce.rows}, acc);
   auto row_weight = at::empty({ce.rows}, acc);
-  if (ce.rows > 0) {
+  if (ce.rows > 0 && ce.classes == 0) {
+    no_class_rows(row_max, log_sum, loss_rows, row_weight, ce.prob, label_smoothing);
+  } else if (ce.rows > 0) {
     CrossEntropy job = ce_job(CePass::Forward, ce, ignore_index, label_smoothing);
-    job.lse = lse.mutable_data_ptr();
+    job.row_max = row_max.mutable_data_ptr();
+    job.log_sum = log_sum.mutable_data_ptr();
     job.loss = loss_rows.mutable_data_ptr();
     job.row_weight = row_weight.mutable_data_ptr();
     launchers_for(input, op).cross_entropy(job);
   }
   if (reduction == at::Reduction::None)
-    return {loss_rows.to(input.scalar_type()).view(ce.none_shape), lse, at::empty({0}, acc)};
+    return {loss_rows.to(input.scalar_type()).view(ce.none_shape), row_max, log_sum, at::empty({0}, acc)};
   const auto total = loss_rows.sum();
-  if (reduction == at::Reduction::Sum) return {total.to(input.scalar_type()), lse, at::empty({0}, acc)};
+  if (reduction == at::Reduction::Sum) return {total.to(input.scalar_type()), row_max, log_sum, at::empty({0}, acc)};
   const auto total_weight = row_weight.sum();  // 0 when every target is ignored: 0 / 0 = nan, as PyTorch
-  return {(total / total_weight).to(input.scalar_type()), lse, total_weight};
+  return {(total / total_weight).to(input.scalar_type()), row_max, log_sum, total_weight};
 }
 
 at::Tensor cross_entropy(const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight,
@@ -216,15 +247,20 @@ at::Tensor cross_entropy(const at::Tensor& input, const at::Tensor& target, cons
 
 at::Tensor cross_entropy_backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& target,
                                   const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index,
-                                  double label_smoothing, const at::Tensor& lse, const at::Tensor& total_weight) {
+                                  double label_smoothing, const at::Tensor& row_max, const at::Tensor& log_sum,
+                                  const at::Tensor& total_weight) {
   constexpr const char* op = "cross_entropy_backward";
   const Ce ce = prepare_ce(op, input, target, weight, reduction, ignore_index, label_smoothing, false);
   check_defined(grad_output, op, "grad_output");
   check_same_device(input, "input", grad_output, "grad_output", op);
   const auto acc_t = acc_type(input.scalar_type());
-  TORCH_CHECK(lse.dim() == 1 && lse.size(0) == ce.rows && lse.scalar_type() == acc_t, "torch_ops.", op,
-              ": expected lse to be the (", ce.rows, ",) ", acc_t, " tensor of cross_entropy_forward, got ",
-              lse.sizes(), " ", lse.scalar_type());
+  for (auto [t, name] : {std::pair<const at::Tensor*, const char*>{&row_max, "row_max"}, {&log_sum, "log_sum"}}) {
+    check_defined(*t, op, name);
+    check_same_device(input, "input", *t, name, op);
+    TORCH_CHECK(t->dim() == 1 && t->size(0) == ce.rows && t->scalar_type() == acc_t, "torch_ops.", op, ": expected ",
+                name, " to be the (", ce.rows, ",) ", acc_t, " tensor of cross_entropy_forward, got ", t->sizes(), " ",
+                t->scalar_type());
+  }
   at::Tensor scale;
   if (reduction == at::Reduction::None) {
     TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(ce.none_shape), "torch_ops.", op,
@@ -243,8 +279,10 @@ at::Tensor cross_entropy_backward(const at::Tensor& grad_output, const at::Tenso
   }
   auto grad = empty_output({ce.rows, ce.classes}, ce.logits.options());
   if (ce.rows > 0 && ce.classes > 0) {
+    const auto m = row_max.contiguous(), l = log_sum.contiguous();  // (kept alive for the kernel)
     CrossEntropy job = ce_job(CePass::Backward, ce, ignore_index, label_smoothing);
-    job.lse = const_cast<void*>(lse.contiguous().const_data_ptr());
+    job.row_max = const_cast<void*>(m.const_data_ptr());
+    job.log_sum = const_cast<void*>(l.const_data_ptr());
     job.scale = scale.const_data_ptr();
     job.grad = grad.mutable_data_ptr();
     launchers_for(input, op).cross_entropy(job);
@@ -327,7 +365,7 @@ int64_t default_chunk_size(int64_t rows, int64_t hidden, int64_t vocab, int64_t 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_chunked(
     const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target, const std::optional<at::Tensor>& bias,
     const std::optional<at::Tensor>& grad_output, int64_t ignore_index, int64_t reduction, double label_smoothing,
-    int64_t chunk_size, std::array<bool, 3> mask) {
+    int64_t chunk_size, std::array<bool, 3> mask, std::optional<at::ScalarType> out_dtype) {
   constexpr const char* op = "linear_cross_entropy";
   check_defined(input, op, "input");
   check_defined(weight, op, "weight");
@@ -344,6 +382,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_
   TORCH_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0,
               "label_smoothing must be between 0.0 and 1.0. Got: ", label_smoothing);
   TORCH_CHECK(target.scalar_type() == at::kLong, "expected scalar type Long but found ", target.scalar_type());
+  TORCH_CHECK(!out_dtype.has_value() || at::isFloatingType(*out_dtype), "torch_ops.", op,
+              ": expected out_dtype to be a floating-point dtype, got ", *out_dtype);
   std::vector<int64_t> lead(input.sizes().begin(), input.sizes().end() - 1);
   TORCH_CHECK_VALUE(target.sizes() == at::IntArrayRef(lead), "torch_ops.", op, ": expected target of shape ",
                     at::IntArrayRef(lead), " (the input's leading dimensions), got ", target.sizes());
@@ -355,10 +395,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_
     check_same_device(input, "input", *bias, "bias", op);
   }
   const int64_t H = weight.size(1), V = weight.size(0);
-  const auto x = input.reshape({-1, H}).contiguous();
-  const auto t = target.reshape({-1}).contiguous();
+  const int64_t N = c10::multiply_integers(lead);  // (not reshape(-1, H): H may be 0)
+  const auto x = input.reshape({N, H}).contiguous();
+  const auto t = target.reshape({N}).contiguous();
   const auto w = weight.contiguous();
-  const int64_t N = x.size(0);
   check_target_range(t, V, ignore_index);
   const auto dtype = input.scalar_type();
   const auto acc_t = acc_type(dtype);
@@ -380,7 +420,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_
   }
   auto loss_rows = at::empty({N}, acc);
   auto row_weight = at::empty({N}, acc);
-  auto lse = at::empty({std::max<int64_t>(chunk, 1)}, acc);
+  auto row_max = at::empty({std::max<int64_t>(chunk, 1)}, acc);  // the chunk's log-sum-exp (row_max + log_sum)
+  auto log_sum = at::empty({std::max<int64_t>(chunk, 1)}, acc);
   at::Tensor grad_input = mask[0] ? at::empty({N, H}, input.options()) : at::Tensor();
   const bool reduced = dtype == at::kHalf || dtype == at::kBFloat16;
   at::Tensor gw = mask[1] ? at::zeros({V, H}, input.options().dtype(reduced ? at::kFloat : dtype)) : at::Tensor();
@@ -396,6 +437,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_
       at::addmm_out(buf, *bias, xc, w.t());
     else
       at::mm_out(buf, xc, w.t());
+    if (V == 0) {  // no class: every target is ignored; no logit, no gradient of them
+      no_class_rows(row_max.narrow(0, 0, n), log_sum.narrow(0, 0, n), loss_rows.narrow(0, start, n),
+                    row_weight.narrow(0, start, n), false, label_smoothing);
+      if (mask[0]) grad_input.narrow(0, start, n).zero_();
+      continue;
+    }
     CrossEntropy job{};
     job.pass = CePass::Forward;
     job.dtype = dtype;
@@ -405,7 +452,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_
     job.target = t.const_data_ptr<int64_t>() + start;
     job.ignore_index = ignore_index;
     job.label_smoothing = label_smoothing;
-    job.lse = lse.mutable_data_ptr();
+    job.row_max = row_max.mutable_data_ptr();
+    job.log_sum = log_sum.mutable_data_ptr();
     job.loss = loss_rows.narrow(0, start, n).mutable_data_ptr();
     job.row_weight = row_weight.narrow(0, start, n).mutable_data_ptr();
     job.scale = scale.defined() ? scale.narrow(0, start, n).const_data_ptr() : nullptr;
@@ -427,21 +475,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_
   }
   at::Tensor loss;
   at::Tensor total_weight;
+  const auto loss_dtype = out_dtype.value_or(dtype);
   if (reduction == at::Reduction::None) {
-    loss = loss_rows.to(dtype).view(target.sizes());
+    loss = loss_rows.to(loss_dtype).view(target.sizes());
   } else {
     const auto total = loss_rows.sum();
     if (reduction == at::Reduction::Sum) {
-      loss = total.to(dtype);
+      loss = total.to(loss_dtype);
     } else {
       total_weight = row_weight.sum();
-      loss = (total / total_weight).to(dtype);
+      loss = (total / total_weight).to(loss_dtype);
     }
   }
   if (any_grad && reduction == at::Reduction::Mean) {
-    if (mask[0]) grad_input.div_(total_weight);
-    if (mask[1]) gw.div_(total_weight);
-    if (mask[2]) gb.div_(total_weight);
+    // A total weight of 0: every target ignored, every gradient 0 (as PyTorch's), not 0 / 0.
+    const auto divisor = at::where(total_weight == 0, at::ones_like(total_weight), total_weight);
+    if (mask[0]) grad_input.div_(divisor);
+    if (mask[1]) gw.div_(divisor);
+    if (mask[2]) gb.div_(divisor);
   }
   if (mask[0]) grad_input = grad_input.view(input.sizes());
   if (mask[1] && reduced) gw = gw.to(dtype);
@@ -453,17 +504,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_
 
 at::Tensor linear_cross_entropy(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target,
                                 const std::optional<at::Tensor>& bias, int64_t ignore_index, int64_t reduction,
-                                double label_smoothing, std::optional<int64_t> chunk_size) {
+                                double label_smoothing, std::optional<int64_t> chunk_size,
+                                std::optional<at::ScalarType> out_dtype) {
   return std::get<0>(linear_cross_entropy_chunked(input, weight, target, bias, std::nullopt, ignore_index, reduction,
-                                                  label_smoothing, chunk_size.value_or(0), {false, false, false}));
+                                                  label_smoothing, chunk_size.value_or(0), {false, false, false},
+                                                  out_dtype));
 }
 
 at::Tensor linear_cross_entropy_composite(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& target,
                                           const std::optional<at::Tensor>& bias, int64_t ignore_index,
-                                          int64_t reduction, double label_smoothing) {
+                                          int64_t reduction, double label_smoothing,
+                                          std::optional<at::ScalarType> out_dtype) {
   const auto logits = ops::linear(input, weight, bias);
   const int64_t V = weight.size(0);
-  return ops::cross_entropy(logits.reshape({-1, V}), target.reshape({-1}), std::nullopt, reduction, ignore_index,
+  // (float32 logits for a float32 loss: the chunked op's loss of reduced-precision logits
+  // is accumulated in float32 too.)
+  const auto l = out_dtype.has_value() ? logits.to(*out_dtype) : logits;
+  return ops::cross_entropy(l.reshape({-1, V}), target.reshape({-1}), std::nullopt, reduction, ignore_index,
                             label_smoothing)
       .view(reduction == at::Reduction::None ? target.sizes() : at::IntArrayRef{});
 }

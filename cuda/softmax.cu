@@ -84,9 +84,9 @@ __global__ void rows_kernel(RowOp op, int64_t rows, int64_t cols, scalar_t* out,
     const scalar_t* o = b ? b + r * cols : nullptr;
     scalar_t* y = out + r * cols;
     if (op == RowOp::Softmax || op == RowOp::LogSoftmax) {
-      const acc_t lse = math::logsumexp_of(row_max_sum<scalar_t, acc_t>(x, cols));
+      const auto lse = math::lse_of(row_max_sum<scalar_t, acc_t>(x, cols));
       for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-        const acc_t v = static_cast<acc_t>(x[c]) - lse;
+        const acc_t v = math::minus_lse(static_cast<acc_t>(x[c]), lse);
         y[c] = static_cast<scalar_t>(op == RowOp::Softmax ? ::exp(v) : v);
       }
     } else if (op == RowOp::SoftmaxBackward) {
@@ -117,7 +117,8 @@ struct CeArgs {
   const scalar_t* weight;
   int64_t ignore_index;
   acc_t eps;
-  acc_t* lse;
+  acc_t* row_max;
+  acc_t* log_sum;
   acc_t* loss;
   acc_t* row_weight;
   const acc_t* scale;
@@ -133,13 +134,17 @@ __global__ void cross_entropy_kernel(CeArgs<scalar_t> p) {
     const scalar_t* x = p.logits + r * C;
     scalar_t* g = p.grad ? p.grad + r * C : nullptr;
     const acc_t sc = p.scale ? p.scale[r] : acc_t(1);
-    acc_t lse;
+    math::Lse<acc_t> lse;
     if (p.forward) {
-      lse = math::logsumexp_of(row_max_sum<scalar_t, acc_t>(x, C));
-      if (threadIdx.x == 0) p.lse[r] = lse;
+      lse = math::lse_of(row_max_sum<scalar_t, acc_t>(x, C));
+      if (threadIdx.x == 0) {
+        p.row_max[r] = lse.max;
+        p.log_sum[r] = lse.log_sum;
+      }
     } else {
-      lse = p.lse[r];
+      lse = {p.row_max[r], p.log_sum[r]};
     }
+    const auto xl = [&](int64_t c) { return math::minus_lse(static_cast<acc_t>(x[c]), lse); };  // x_c - lse
     const auto w = [&](int64_t c) { return p.weight ? static_cast<acc_t>(p.weight[c]) : acc_t(1); };
     if (p.target) {
       const int64_t t = p.target[r];
@@ -158,11 +163,11 @@ __global__ void cross_entropy_kernel(CeArgs<scalar_t> p) {
         if (p.forward) {
           acc_t smooth = 0;
           if (eps > 0) {
-            for (int64_t c = threadIdx.x; c < C; c += blockDim.x) smooth += w(c) * (static_cast<acc_t>(x[c]) - lse);
+            for (int64_t c = threadIdx.x; c < C; c += blockDim.x) smooth += w(c) * xl(c);
             smooth = block_sum(smooth);
           }
           if (threadIdx.x == 0) {
-            p.loss[r] = math::ce_index_loss(lse, x_t, w_t, eps, smooth, C);
+            p.loss[r] = math::ce_index_loss(-math::minus_lse(x_t, lse), w_t, eps, smooth, C);
             p.row_weight[r] = w_t;
           }
         }
@@ -170,7 +175,7 @@ __global__ void cross_entropy_kernel(CeArgs<scalar_t> p) {
           __syncthreads();  // every thread has read x[t] before it may be overwritten
           const acc_t a = math::ce_index_a(w_t, eps, weight_sum, C);
           for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-            const acc_t prob = ::exp(static_cast<acc_t>(x[c]) - lse);
+            const acc_t prob = ::exp(xl(c));
             g[c] = static_cast<scalar_t>(math::ce_grad(sc, a, prob, math::ce_index_b(c == t, w_t, w(c), eps, C)));
           }
         }
@@ -183,7 +188,7 @@ __global__ void cross_entropy_kernel(CeArgs<scalar_t> p) {
       a = block_sum(a);
       if (p.forward) {
         acc_t dot = 0;
-        for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dot += wq(c) * (static_cast<acc_t>(x[c]) - lse);
+        for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dot += wq(c) * xl(c);
         dot = block_sum(dot);
         if (threadIdx.x == 0) {
           p.loss[r] = -dot;
@@ -192,7 +197,7 @@ __global__ void cross_entropy_kernel(CeArgs<scalar_t> p) {
       }
       if (g)
         for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-          g[c] = static_cast<scalar_t>(math::ce_grad(sc, a, ::exp(static_cast<acc_t>(x[c]) - lse), wq(c)));
+          g[c] = static_cast<scalar_t>(math::ce_grad(sc, a, ::exp(xl(c)), wq(c)));
     }
     __syncthreads();
   }
@@ -233,7 +238,8 @@ void cross_entropy_cuda(const CrossEntropy& job) {
                        static_cast<const scalar_t*>(job.weight),
                        job.ignore_index,
                        static_cast<acc_t>(job.label_smoothing),
-                       static_cast<acc_t*>(job.lse),
+                       static_cast<acc_t*>(job.row_max),
+                       static_cast<acc_t*>(job.log_sum),
                        static_cast<acc_t*>(job.loss),
                        static_cast<acc_t*>(job.row_weight),
                        static_cast<const acc_t*>(job.scale),

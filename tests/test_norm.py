@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch.autograd import gradcheck, gradgradcheck
 
 import torch_ops
-from conftest import ALL_DEVICES, TOL, device_dtype_params
+from conftest import ALL_DEVICES, AUTOCAST, TOL, check_autocast, check_autocast_dtypes_fake_cuda, device_dtype_params
 
 OPS = torch.ops.torch_ops
 AF = torch_ops.autograd
@@ -150,6 +150,34 @@ def test_mixed_precision_float32_weight(device, dtype, name):
     for a, r in zip(_tensors(args), _tensors(ref_args)):
         assert a.grad.dtype == a.dtype
         torch.testing.assert_close(a.grad, r.grad.to(a.dtype), **TOL[a.dtype if a.dtype in REDUCED else dtype])
+
+
+@pytest.mark.parametrize("device,dtype", AUTOCAST)
+@pytest.mark.parametrize("name", list(OPS_TABLE))
+@pytest.mark.parametrize("input_dtype", ["float32", "autocast"])
+def test_autocast(device, dtype, name, input_dtype):
+    """Under torch.autocast each op gives what its torch counterpart (the composition
+    norm(x + r), x + r for the add variants) gives under the same autocast: float32 on CUDA
+    (PyTorch's fp32 policy for layer_norm / rms_norm), the input's dtype on CPU (not listed
+    there), a float32 weight and bias included; gradients reach the float32 parameters."""
+    torch.manual_seed(0)
+    ours, ref, _, _ = OPS_TABLE[name]
+    xdt = torch.float32 if input_dtype == "float32" else dtype
+    args = _args(name, (6, 40), (40,), device, xdt, param_dtype=torch.float32)
+    check_autocast(device, dtype, args, ours, ref, TOL[xdt])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", list(OPS_TABLE))
+@pytest.mark.parametrize("input_dtype", ["float32", "autocast"])
+def test_autocast_cuda_policy_without_a_gpu(dtype, name, input_dtype):
+    """The dtypes under CUDA autocast (float32 for every norm, the add variants' sum in the
+    inputs' dtype) against torch's, on fake CUDA tensors: checked on any machine."""
+    _, ref, _, _ = OPS_TABLE[name]
+    ours = OPS_TABLE[name][0]
+    xdt = torch.float32 if input_dtype == "float32" else dtype
+    args = _args(name, (6, 40), (40,), "cpu", xdt, param_dtype=torch.float32)
+    check_autocast_dtypes_fake_cuda(dtype, args, ours, ref)
 
 
 def test_rms_norm_weight_of_another_dtype():

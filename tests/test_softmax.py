@@ -11,7 +11,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 import torch_ops
 import torch_ops.autograd as AF
-from conftest import ALL_DEVICES, TOL, device_dtype_params
+from conftest import ALL_DEVICES, AUTOCAST, TOL, check_autocast, check_autocast_dtypes_fake_cuda, device_dtype_params
 
 SOFTMAX = {"softmax": (torch_ops.softmax, F.softmax), "log_softmax": (torch_ops.log_softmax, F.log_softmax)}
 
@@ -366,6 +366,79 @@ def test_linear_cross_entropy_errors():
         torch_ops.linear_cross_entropy(x, w, torch.tensor([0, 1, 2, 3]), chunk_size=0)
 
 
+# ----------------------------------------------------------------------------- autocast
+
+
+def _autocast_cases(device, low):
+    """name -> (args, ours, torch's counterpart, computed in `low` somewhere): every op with a
+    float32 and a lower-precision input, the arguments that matter to the policy (softmax's
+    dtype, float32 class weights, probability targets), float32 parameters."""
+    g = torch.Generator().manual_seed(0)
+
+    def rnd(*shape, dtype=torch.float32, grad=True):
+        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype).requires_grad_(grad)
+
+    t = torch.randint(0, 7, (5,), generator=g).to(device)
+    t[1] = 2
+    cw = torch.rand(7, generator=g).to(device) + 0.5
+    cases = {}
+    for xdt in (torch.float32, low):
+        x = str(xdt).split(".")[-1]
+        for name, (ours, ref) in SOFTMAX.items():
+            for dt in (None, low):
+                cases[f"{name}-{x}-dtype={dt}"] = ([rnd(5, 7, dtype=xdt)], (lambda a, o=ours, d=dt: o(a, 1, dtype=d)), (lambda a, r=ref, d=dt: r(a, 1, dtype=d)), xdt != torch.float32 or dt is not None)
+        kw = dict(ignore_index=2, label_smoothing=0.1)
+        cases[f"cross_entropy-{x}-weight-smoothing"] = (
+            [rnd(5, 7, dtype=xdt), t, cw],
+            (lambda a, b, c: torch_ops.cross_entropy(a, b, c, **kw)),
+            (lambda a, b, c: F.cross_entropy(a, b, c, **kw)),
+            xdt != torch.float32,
+        )
+        cases[f"cross_entropy-{x}-probabilities"] = (
+            [rnd(5, 7, dtype=xdt), torch.rand(5, 7, generator=g).softmax(-1).to(device=device, dtype=xdt).requires_grad_()],
+            (lambda a, b: torch_ops.cross_entropy(a, b, reduction="none")),
+            (lambda a, b: F.cross_entropy(a, b, reduction="none")),
+            xdt != torch.float32,
+        )
+        cases[f"linear_cross_entropy-{x}"] = (
+            [rnd(5, 6, dtype=xdt), rnd(7, 6), t, rnd(7)],
+            (lambda a, w, b, bias: torch_ops.linear_cross_entropy(a, w, b, bias, label_smoothing=0.1, chunk_size=2)),
+            (lambda a, w, b, bias: F.cross_entropy(F.linear(a, w, bias), b, label_smoothing=0.1)),
+            True,
+        )
+        cases[f"linear_cross_entropy-{x}-none"] = (
+            [rnd(5, 6, dtype=xdt), rnd(7, 6), t],
+            (lambda a, w, b: torch_ops.linear_cross_entropy(a, w, b, reduction="none", ignore_index=2)),
+            (lambda a, w, b: F.cross_entropy(F.linear(a, w), b, reduction="none", ignore_index=2)),
+            True,
+        )
+    return cases
+
+
+@pytest.mark.parametrize("device,dtype", AUTOCAST)
+@pytest.mark.parametrize("case", list(_autocast_cases("cpu", torch.bfloat16)))
+def test_autocast(device, dtype, case):
+    """Under torch.autocast each op gives the dtype that its torch counterpart gives under the
+    same autocast (softmax / log_softmax: float32 on CUDA unless dtype is given, the input's on
+    CPU; cross_entropy: float32; linear_cross_entropy: as cross_entropy(linear(...)), a
+    float32 loss from lower-precision logits), values close to torch's, and gradients of the
+    float32 parameters."""
+    case = case.replace("bfloat16", str(dtype).split(".")[-1])
+    args, ours, ref, low_compute = _autocast_cases(device, dtype)[case]
+    check_autocast(device, dtype, args, ours, ref, TOL[dtype] if low_compute else TOL[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", list(_autocast_cases("cpu", torch.bfloat16)))
+def test_autocast_cuda_policy_without_a_gpu(dtype, case):
+    """The dtypes under CUDA autocast (softmax / log_softmax float32 unless dtype is given,
+    cross_entropy float32, linear_cross_entropy a float32 loss) against torch's, on fake CUDA
+    tensors: checked on any machine."""
+    case = case.replace("bfloat16", str(dtype).split(".")[-1])
+    args, ours, ref, _ = _autocast_cases("cpu", dtype)[case]
+    check_autocast_dtypes_fake_cuda(dtype, args, ours, ref)
+
+
 # ----------------------------------------------------------------------------- opcheck / compile
 
 
@@ -377,10 +450,12 @@ def _opcheck_samples(device):
     y = torch.softmax(x.detach(), 1)
     t = torch.tensor([0, 5, 2, 1], device=device)
     w = torch.rand(6, **d)
-    lse = torch.logsumexp(x.detach(), 1)
+    row_max = x.detach().amax(1)
+    log_sum = torch.logsumexp(x.detach(), 1) - row_max
     return [
         (ops.softmax.default, (x, 1)),
         (ops.softmax.default, (x3, 0)),
+        (ops.softmax.default, (x3.detach().float(), 1, torch.float64)),
         (ops.log_softmax.default, (x3, -1)),
         (ops.softmax_backward.default, (torch.randn(4, 6, **d), y, 1)),
         (ops.log_softmax_backward.default, (torch.randn(4, 6, **d), y.log(), 1)),
@@ -389,8 +464,9 @@ def _opcheck_samples(device):
         (ops.cross_entropy.default, (x3, torch.randint(0, 3, (2, 4), device=device), None, 2, -100, 0.0)),
         (ops.cross_entropy.default, (x, y, None, 1, -100, 0.1)),
         (ops.cross_entropy_forward.default, (x.detach(), t, w, 1, -100, 0.0)),
-        (ops.cross_entropy_backward.default, (torch.tensor(1.0, **d), x.detach(), t, w, 2, -100, 0.0, lse, torch.empty(0, **d))),
+        (ops.cross_entropy_backward.default, (torch.tensor(1.0, **d), x.detach(), t, w, 2, -100, 0.0, row_max, log_sum, torch.empty(0, **d))),
         (ops.linear_cross_entropy.default, (x, torch.randn(5, 6, **d, requires_grad=True), torch.tensor([0, 4, 2, 1], device=device), None, -100, 1, 0.0, 2)),
+        (ops.linear_cross_entropy.default, (x.float(), torch.randn(5, 6, device=device, requires_grad=True), torch.tensor([0, 4, 2, 1], device=device), None, -100, 0, 0.0, None, torch.float64)),
         (ops.linear_cross_entropy_chunked.default, (x.detach(), torch.randn(5, 6, **d), torch.tensor([0, 4, 2, 1], device=device), torch.randn(5, **d), None, -100, 1, 0.0, 3, [True, True, True])),
     ]
 

@@ -6,15 +6,23 @@ csrc/cpu/kernels/softmax.h and cuda/softmax.cu (the row kernels), the math once 
 csrc/include/torch_ops/softmax_math.h; autograd in csrc/autograd/softmax.cpp.
 Dispatcher ops (schemas in csrc/ops.cpp):
 
-* ``softmax(input, dim)``, ``log_softmax(input, dim)`` and their ``<op>_backward(grad_output,
-  output, dim)``
+* ``softmax(input, dim, dtype=None)``, ``log_softmax(input, dim, dtype=None)`` (``dtype``: the
+  input is cast to it first) and their ``<op>_backward(grad_output, output, dim)``
 * ``cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing)`` (reduction
-  0 none, 1 mean, 2 sum); ``cross_entropy_forward`` -> (loss, lse, total_weight), what the
-  backward ``cross_entropy_backward`` needs to write the gradient in one pass;
+  0 none, 1 mean, 2 sum); ``cross_entropy_forward`` -> (loss, row_max, log_sum, total_weight),
+  what the backward ``cross_entropy_backward`` needs to write the gradient in one pass (each
+  row's log-sum-exp as row_max + log_sum, kept apart so that x - lse keeps its small values);
   ``cross_entropy_target_backward`` (probability targets)
 * ``linear_cross_entropy(input, weight, target, bias, ignore_index, reduction,
-  label_smoothing, chunk_size)`` = cross_entropy(linear(input, weight, bias), target) without
-  the (N, V) logits; ``linear_cross_entropy_chunked`` computes the loss and the gradients.
+  label_smoothing, chunk_size, out_dtype=None)`` = cross_entropy(linear(input, weight, bias),
+  target) without the (N, V) logits (``out_dtype``: the loss's dtype, default the input's);
+  ``linear_cross_entropy_chunked`` computes the loss and the gradients.
+
+Under autocast (registered at the Autocast keys, csrc/autograd/softmax.cpp) each op does what
+PyTorch's policy does with its torch counterpart: softmax / log_softmax run in float32 on CUDA
+(unless ``dtype`` is given) and in the input's dtype on CPU; cross_entropy runs in float32 on
+both; linear_cross_entropy runs its GEMMs in the autocast dtype and returns a float32 loss, as
+``cross_entropy(linear(...))`` does.
 """
 
 from __future__ import annotations
@@ -36,28 +44,24 @@ def _check_tensor(t, name: str, op: str) -> None:
         raise TypeError(f"torch_ops.{op}: expected {name} to be a Tensor, got {type(t).__name__}")
 
 
-def _softmax_args(input, dim, _stacklevel, dtype, op):
+def _softmax_dim(input, dim, _stacklevel, op):
     _check_tensor(input, "input", op)
     if dim is None:
         dim = torch.nn.functional._get_softmax_dim(op, input.dim(), _stacklevel + 1)
     if not isinstance(dim, int) or isinstance(dim, bool):
         raise TypeError(f"torch_ops.{op}: expected dim to be an int, got {type(dim).__name__}")
-    if dtype is not None:
-        input = input.to(dtype)
-    return input, dim
+    return dim
 
 
 def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
     """``torch.nn.functional.softmax``: exp(input) / sum(exp(input), dim). ``dim=None`` takes
     PyTorch's legacy choice (with its warning); ``dtype`` casts the input first."""
-    input, dim = _softmax_args(input, dim, _stacklevel, dtype, "softmax")
-    return _ops.softmax.default(input, dim)
+    return _ops.softmax.default(input, _softmax_dim(input, dim, _stacklevel, "softmax"), dtype)
 
 
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
     """``torch.nn.functional.log_softmax``: input - logsumexp(input, dim)."""
-    input, dim = _softmax_args(input, dim, _stacklevel, dtype, "log_softmax")
-    return _ops.log_softmax.default(input, dim)
+    return _ops.log_softmax.default(input, _softmax_dim(input, dim, _stacklevel, "log_softmax"), dtype)
 
 
 def _reduction_enum(size_average, reduce, reduction) -> int:
@@ -165,21 +169,21 @@ class CrossEntropyFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, target, weight=None, reduction="mean", ignore_index=-100, label_smoothing=0.0):
         red = _Reduction.get_enum(reduction)
-        loss, lse, total_weight = _ops.cross_entropy_forward(input, target, weight, red, ignore_index, label_smoothing)
-        ctx.save_for_backward(input, target, weight, lse, total_weight)
+        loss, row_max, log_sum, total_weight = _ops.cross_entropy_forward(input, target, weight, red, ignore_index, label_smoothing)
+        ctx.save_for_backward(input, target, weight, row_max, log_sum, total_weight)
         ctx.args = (red, ignore_index, label_smoothing)
         return loss
 
     @staticmethod
     def backward(ctx, grad_output):
-        input, target, weight, lse, total_weight = ctx.saved_tensors
+        input, target, weight, row_max, log_sum, total_weight = ctx.saved_tensors
         red, ignore_index, label_smoothing = ctx.args
         if ctx.needs_input_grad[2]:
             raise RuntimeError("torch_ops.cross_entropy: the derivative for 'weight' (the class weights) is not implemented")
         d_input = d_target = None
         if ctx.needs_input_grad[0]:
             d_input = _ops.cross_entropy_backward(
-                grad_output, input, target, weight, red, ignore_index, label_smoothing, lse, total_weight
+                grad_output, input, target, weight, red, ignore_index, label_smoothing, row_max, log_sum, total_weight
             )
         if ctx.needs_input_grad[1]:
             d_target = _ops.cross_entropy_target_backward(grad_output, input, target, weight, red, label_smoothing)
@@ -256,18 +260,19 @@ def _acc(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-@torch.library.register_fake("torch_ops::softmax")
-def _softmax_fake(input, dim):
-    _check_floating(input, "input", "softmax")
-    _wrap(dim, input.dim())
-    return input.new_empty(input.shape)
+def _softmax_fake(op):
+    def fake(input, dim, dtype=None):
+        if dtype is not None:
+            input = input.to(dtype)
+        _check_floating(input, "input", op)
+        _wrap(dim, input.dim())
+        return input.new_empty(input.shape)
+
+    return fake
 
 
-@torch.library.register_fake("torch_ops::log_softmax")
-def _log_softmax_fake(input, dim):
-    _check_floating(input, "input", "log_softmax")
-    _wrap(dim, input.dim())
-    return input.new_empty(input.shape)
+torch.library.register_fake("torch_ops::softmax", _softmax_fake("softmax"))
+torch.library.register_fake("torch_ops::log_softmax", _softmax_fake("log_softmax"))
 
 
 def _backward_fake(op):
@@ -316,7 +321,7 @@ def _ce_forward_fake(input, target, weight, reduction, ignore_index, label_smoot
     acc = _acc(input.dtype)
     loss = input.new_empty(shape if reduction == 0 else ())
     total_weight = input.new_empty((), dtype=acc) if reduction == 1 else input.new_empty((0,), dtype=acc)
-    return loss, input.new_empty((rows,), dtype=acc), total_weight
+    return loss, input.new_empty((rows,), dtype=acc), input.new_empty((rows,), dtype=acc), total_weight
 
 
 @torch.library.register_fake("torch_ops::cross_entropy")
@@ -325,19 +330,20 @@ def _ce_fake(input, target, weight=None, reduction=1, ignore_index=-100, label_s
 
 
 @torch.library.register_fake("torch_ops::cross_entropy_backward")
-def _ce_backward_fake(grad_output, input, target, weight, reduction, ignore_index, label_smoothing, lse, total_weight):
+def _ce_backward_fake(grad_output, input, target, weight, reduction, ignore_index, label_smoothing, row_max, log_sum, total_weight):
     _ce_shapes(input, target, "cross_entropy_backward")
     return input.new_empty(input.shape)
 
 
 @torch.library.register_fake("torch_ops::linear_cross_entropy_chunked")
-def _lce_chunked_fake(input, weight, target, bias, grad_output, ignore_index, reduction, label_smoothing, chunk_size, output_mask):
+def _lce_chunked_fake(input, weight, target, bias, grad_output, ignore_index, reduction, label_smoothing, chunk_size, output_mask, out_dtype=None):
     _check_floating(input, "input", "linear_cross_entropy")
     torch._check(weight.dim() == 2, lambda: f"torch_ops.linear_cross_entropy: expected weight to be 2-D, got {weight.dim()}-D")
     torch._check(input.shape[-1] == weight.shape[1], lambda: "torch_ops.linear_cross_entropy: expected input.size(-1) to equal weight.size(1)")
     torch._check(target.dtype == torch.long, lambda: f"expected scalar type Long but found {target.dtype}")
     torch._check_value(list(target.shape) == list(input.shape[:-1]), lambda: f"torch_ops.linear_cross_entropy: expected target of shape {list(input.shape[:-1])}")
-    loss = input.new_empty(tuple(target.shape) if reduction == 0 else ())
+    torch._check(out_dtype is None or out_dtype.is_floating_point, lambda: f"torch_ops.linear_cross_entropy: expected out_dtype to be a floating-point dtype, got {out_dtype}")
+    loss = input.new_empty(tuple(target.shape) if reduction == 0 else (), dtype=out_dtype or input.dtype)
     empty = input.new_empty((0,))
     gi = input.new_empty(input.shape) if output_mask[0] else empty
     gw = input.new_empty(weight.shape) if output_mask[1] else input.new_empty((0,))
@@ -346,8 +352,8 @@ def _lce_chunked_fake(input, weight, target, bias, grad_output, ignore_index, re
 
 
 @torch.library.register_fake("torch_ops::linear_cross_entropy")
-def _lce_fake(input, weight, target, bias=None, ignore_index=-100, reduction=1, label_smoothing=0.0, chunk_size=None):
-    return _lce_chunked_fake(input, weight, target, bias, None, ignore_index, reduction, label_smoothing, 0, [False] * 3)[0]
+def _lce_fake(input, weight, target, bias=None, ignore_index=-100, reduction=1, label_smoothing=0.0, chunk_size=None, out_dtype=None):
+    return _lce_chunked_fake(input, weight, target, bias, None, ignore_index, reduction, label_smoothing, 0, [False] * 3, out_dtype)[0]
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,12 +2,11 @@
 // formula of csrc/fused.cpp (fused::backward), made of dispatcher ops that have autograd
 // of their own, so double backward works: fused_linear_act_grad below falls back to the
 // activation family's differentiable backward ops when its inputs require grad.
-#include <ATen/autocast_mode.h>
 #include <ATen/ops/empty.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include "torch_ops/autocast.h"
 #include "torch_ops/autograd_util.h"
 #include "torch_ops/fused.h"
 #include "torch_ops/ops.h"
@@ -131,11 +130,9 @@ std::tuple<at::Tensor, at::Tensor> act_grad_autograd(const at::Tensor& grad_outp
 template <c10::DeviceType device>
 at::Tensor fused_linear_autocast(const at::Tensor& input, const at::Tensor& weight,
                                  const std::optional<at::Tensor>& bias, std::optional<c10::string_view> activation) {
-  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-  const auto dtype = at::autocast::get_lower_precision_fp_from_device_type(device);
-  return ops::fused_linear(at::autocast::cached_cast(dtype, input, device),
-                           at::autocast::cached_cast(dtype, weight, device),
-                           at::autocast::cached_cast(dtype, bias, device), activation);
+  const autocast::Off off;
+  using autocast::lower;
+  return ops::fused_linear(lower<device>(input), lower<device>(weight), lower<device>(bias), activation);
 }
 
 }  // namespace
@@ -145,7 +142,15 @@ TORCH_LIBRARY_IMPL(torch_ops, Autograd, m) {
   m.impl("fused_linear_act_grad", &act_grad_autograd);
 }
 
-TORCH_LIBRARY_IMPL(torch_ops, AutocastCPU, m) { m.impl("fused_linear", &fused_linear_autocast<c10::DeviceType::CPU>); }
-TORCH_LIBRARY_IMPL(torch_ops, AutocastCUDA, m) { m.impl("fused_linear", &fused_linear_autocast<c10::DeviceType::CUDA>); }
+// (The ops of the forward node and of the backward run in their inputs' dtypes.)
+template <c10::DeviceType device>
+void register_autocast(torch::Library& m) {
+  m.impl("fused_linear", &fused_linear_autocast<device>);
+  m.impl("fused_linear_preact", autocast::passthrough());
+  m.impl("fused_linear_act_grad", autocast::passthrough());
+}
+
+TORCH_LIBRARY_IMPL(torch_ops, AutocastCPU, m) { register_autocast<c10::DeviceType::CPU>(m); }
+TORCH_LIBRARY_IMPL(torch_ops, AutocastCUDA, m) { register_autocast<c10::DeviceType::CUDA>(m); }
 
 }  // namespace torch_ops::fused

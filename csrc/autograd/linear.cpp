@@ -1,12 +1,11 @@
 // Autograd for the linear family, at the Autograd dispatch key (C++: no Python on the
 // eager path). Every backward is made of the family's dispatcher ops, which have
 // autograd of their own here, so derivatives of any order exist (gradgradcheck).
-#include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include "torch_ops/autocast.h"
 #include "torch_ops/autograd_util.h"
 #include "torch_ops/linear.h"
 #include "torch_ops/ops.h"
@@ -111,34 +110,24 @@ at::Tensor grad_bias_autograd(const at::Tensor& grad_output) {
 // the GEMMs inside our kernels keep the dtype of their inputs, as the fake kernels say.
 template <c10::DeviceType device>
 at::Tensor linear_autocast(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
-  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-  const auto dtype = at::autocast::get_lower_precision_fp_from_device_type(device);
-  return ops::linear(at::autocast::cached_cast(dtype, input, device), at::autocast::cached_cast(dtype, weight, device),
-                     at::autocast::cached_cast(dtype, bias, device));
-}
-
-// The gradient ops run in their inputs' dtype: only autocast is switched off.
-at::Tensor grad_weight_no_autocast(const at::Tensor& grad_output, const at::Tensor& input) {
-  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-  return ops::linear_grad_weight(grad_output, input);
-}
-at::Tensor grad_bias_no_autocast(const at::Tensor& grad_output) {
-  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-  return ops::linear_grad_bias(grad_output);
+  const autocast::Off off;
+  using autocast::lower;
+  return ops::linear(lower<device>(input), lower<device>(weight), lower<device>(bias));
 }
 
 }  // namespace
 
+// (The gradient ops run in their inputs' dtype: only autocast is switched off.)
 TORCH_LIBRARY_IMPL(torch_ops, AutocastCPU, m) {
   m.impl("linear", &linear_autocast<c10::DeviceType::CPU>);
-  m.impl("linear_grad_weight", &grad_weight_no_autocast);
-  m.impl("linear_grad_bias", &grad_bias_no_autocast);
+  m.impl("linear_grad_weight", autocast::passthrough());
+  m.impl("linear_grad_bias", autocast::passthrough());
 }
 
 TORCH_LIBRARY_IMPL(torch_ops, AutocastCUDA, m) {
   m.impl("linear", &linear_autocast<c10::DeviceType::CUDA>);
-  m.impl("linear_grad_weight", &grad_weight_no_autocast);
-  m.impl("linear_grad_bias", &grad_bias_no_autocast);
+  m.impl("linear_grad_weight", autocast::passthrough());
+  m.impl("linear_grad_bias", autocast::passthrough());
 }
 
 TORCH_LIBRARY_IMPL(torch_ops, Autograd, m) {

@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include "torch_ops/autocast.h"
 #include "torch_ops/autograd_util.h"
 #include "torch_ops/norm.h"
 #include "torch_ops/ops.h"
@@ -226,7 +227,64 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_backward_autograd(
   return {o[0], o[1], o[2]};
 }
 
+// Autocast. PyTorch's policy runs layer_norm and rms_norm in float32 on CUDA (fp32: the
+// floating inputs cast to float32) and does not list them on CPU (they run in the input's
+// dtype there, float32 weights with a bfloat16 input included). The add variants follow
+// their composition norm(x + r), x + r: x + r is not an autocast op, so the sum keeps the
+// inputs' dtype (only the norm runs in float32 on CUDA; it normalises the float32 sum, not
+// the sum rounded to the inputs' dtype first).
+using autocast::fp32;
+
+template <c10::DeviceType device>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_fp32(const at::Tensor& input,
+                                                               at::IntArrayRef normalized_shape, const OptT& weight,
+                                                               const OptT& bias, double eps) {
+  const autocast::Off off;
+  return ops::layer_norm(fp32<device>(input), normalized_shape, fp32<device>(weight), fp32<device>(bias), eps);
+}
+
+template <c10::DeviceType device>
+std::tuple<at::Tensor, at::Tensor> rms_norm_fp32(const at::Tensor& input, at::IntArrayRef normalized_shape,
+                                                 const OptT& weight, std::optional<double> eps) {
+  const autocast::Off off;
+  return ops::rms_norm(fp32<device>(input), normalized_shape, fp32<device>(weight), eps);
+}
+
+template <c10::DeviceType device>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_fp32(
+    const at::Tensor& input, const at::Tensor& residual, at::IntArrayRef normalized_shape, const OptT& weight,
+    const OptT& bias, double eps) {
+  const autocast::Off off;
+  auto [y, s, m, r] = ops::add_layer_norm(fp32<device>(input), fp32<device>(residual), normalized_shape,
+                                          fp32<device>(weight), fp32<device>(bias), eps);
+  return {y, s.to(at::result_type(input, residual)), m, r};
+}
+
+template <c10::DeviceType device>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> add_rms_norm_fp32(const at::Tensor& input, const at::Tensor& residual,
+                                                                 at::IntArrayRef normalized_shape, const OptT& weight,
+                                                                 std::optional<double> eps) {
+  const autocast::Off off;
+  auto [y, s, r] =
+      ops::add_rms_norm(fp32<device>(input), fp32<device>(residual), normalized_shape, fp32<device>(weight), eps);
+  return {y, s.to(at::result_type(input, residual)), r};
+}
+
 }  // namespace
+
+TORCH_LIBRARY_IMPL(torch_ops, AutocastCPU, m) {
+  for (const char* op : {"layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm", "norm_backward"})
+    m.impl(op, autocast::passthrough());
+}
+
+TORCH_LIBRARY_IMPL(torch_ops, AutocastCUDA, m) {
+  constexpr auto cuda = c10::DeviceType::CUDA;
+  m.impl("layer_norm", &layer_norm_fp32<cuda>);
+  m.impl("rms_norm", &rms_norm_fp32<cuda>);
+  m.impl("add_layer_norm", &add_layer_norm_fp32<cuda>);
+  m.impl("add_rms_norm", &add_rms_norm_fp32<cuda>);
+  m.impl("norm_backward", autocast::passthrough());
+}
 
 TORCH_LIBRARY_IMPL(torch_ops, Autograd, m) {
   m.impl("layer_norm", &layer_norm_autograd);

@@ -20,6 +20,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include "torch_ops/autocast.h"
 #include "torch_ops/ops.h"
 #include "torch_ops/softmax.h"
 
@@ -94,7 +95,9 @@ struct SoftmaxBackwardNode : torch::autograd::Function<SoftmaxBackwardNode<kLog>
 };
 
 template <bool kLog>
-Tensor softmax_autograd(const Tensor& x, int64_t dim) {
+Tensor softmax_autograd(const Tensor& input, int64_t dim, std::optional<at::ScalarType> dtype) {
+  // dtype: a differentiable cast first (the node's input is what its kernel reads).
+  const Tensor x = dtype.has_value() && input.defined() && input.scalar_type() != *dtype ? input.to(*dtype) : input;
   if (!any_requires_grad({&x})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return kLog ? ops::log_softmax(x, dim) : ops::softmax(x, dim);
@@ -138,14 +141,15 @@ struct CrossEntropyNode : torch::autograd::Function<CrossEntropyNode> {
   static Tensor forward(AutogradContext* ctx, const Tensor& input, const Tensor& target,
                         const std::optional<Tensor>& weight, int64_t reduction, int64_t ignore_index,
                         double label_smoothing) {
-    Tensor loss, lse, total_weight;
+    Tensor loss, row_max, log_sum, total_weight;
     {
       at::AutoDispatchBelowADInplaceOrView guard;
-      std::tie(loss, lse, total_weight) =
+      std::tie(loss, row_max, log_sum, total_weight) =
           ops::cross_entropy_forward(input, target, weight, reduction, ignore_index, label_smoothing);
     }
     ctx->save_for_backward({input, target, opt(weight)});
-    ctx->saved_data["lse"] = lse;
+    ctx->saved_data["row_max"] = row_max;
+    ctx->saved_data["log_sum"] = log_sum;
     ctx->saved_data["total_weight"] = total_weight;
     save_params(ctx, {reduction, ignore_index, label_smoothing});
     return loss;
@@ -158,7 +162,8 @@ struct CrossEntropyNode : torch::autograd::Function<CrossEntropyNode> {
     Tensor d_input, d_target;
     if (ctx->needs_input_grad(0))
       d_input = ops::cross_entropy_backward(grads[0], input, target, opt(weight), p.reduction, p.ignore_index,
-                                            p.label_smoothing, ctx->saved_data["lse"].toTensor(),
+                                            p.label_smoothing, ctx->saved_data["row_max"].toTensor(),
+                                            ctx->saved_data["log_sum"].toTensor(),
                                             ctx->saved_data["total_weight"].toTensor());
     if (ctx->needs_input_grad(1))
       d_target = ops::cross_entropy_target_backward(grads[0], input, target, opt(weight), p.reduction,
@@ -179,12 +184,13 @@ variable_list grad_of_grad(const std::function<Tensor()>& f_grad, const variable
 struct CrossEntropyBackwardNode : torch::autograd::Function<CrossEntropyBackwardNode> {
   static Tensor forward(AutogradContext* ctx, const Tensor& grad_output, const Tensor& input, const Tensor& target,
                         const std::optional<Tensor>& weight, int64_t reduction, int64_t ignore_index,
-                        double label_smoothing, const Tensor& lse, const Tensor& total_weight) {
+                        double label_smoothing, const Tensor& row_max, const Tensor& log_sum,
+                        const Tensor& total_weight) {
     ctx->save_for_backward({grad_output, input, target, opt(weight)});
     save_params(ctx, {reduction, ignore_index, label_smoothing});
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::cross_entropy_backward(grad_output, input, target, weight, reduction, ignore_index,
-                                       label_smoothing, lse, total_weight);
+                                       label_smoothing, row_max, log_sum, total_weight);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
@@ -203,7 +209,7 @@ struct CrossEntropyBackwardNode : torch::autograd::Function<CrossEntropyBackward
         slot.push_back(i);
       }
     }
-    variable_list out(9);
+    variable_list out(10);  // (one per argument of forward)
     if (wanted.empty()) return out;
     const auto res = grad_of_grad(
         [&] {
@@ -229,15 +235,16 @@ Tensor cross_entropy_autograd(const Tensor& input, const Tensor& target, const s
 
 Tensor cross_entropy_backward_autograd(const Tensor& grad_output, const Tensor& input, const Tensor& target,
                                        const std::optional<Tensor>& weight, int64_t reduction, int64_t ignore_index,
-                                       double label_smoothing, const Tensor& lse, const Tensor& total_weight) {
+                                       double label_smoothing, const Tensor& row_max, const Tensor& log_sum,
+                                       const Tensor& total_weight) {
   const Tensor w = opt(weight);
   if (!any_requires_grad({&grad_output, &input, &target, &w})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::cross_entropy_backward(grad_output, input, target, weight, reduction, ignore_index, label_smoothing,
-                                       lse, total_weight);
+                                       row_max, log_sum, total_weight);
   }
   return CrossEntropyBackwardNode::apply(grad_output, input, target, weight, reduction, ignore_index, label_smoothing,
-                                         lse.detach(), total_weight.detach());
+                                         row_max.detach(), log_sum.detach(), total_weight.detach());
 }
 
 // ------------------------------------------------------------------- linear cross-entropy
@@ -245,7 +252,7 @@ Tensor cross_entropy_backward_autograd(const Tensor& grad_output, const Tensor& 
 struct LinearCrossEntropyNode : torch::autograd::Function<LinearCrossEntropyNode> {
   static Tensor forward(AutogradContext* ctx, const Tensor& input, const Tensor& weight, const Tensor& target,
                         const std::optional<Tensor>& bias_opt, int64_t ignore_index, int64_t reduction,
-                        double label_smoothing, int64_t chunk_size) {
+                        double label_smoothing, int64_t chunk_size, std::optional<at::ScalarType> out_dtype) {
     const Tensor bias = opt(bias_opt);
     const std::array<bool, 3> mask = {input.requires_grad(), weight.requires_grad(),
                                       bias.defined() && bias.requires_grad()};
@@ -255,13 +262,14 @@ struct LinearCrossEntropyNode : torch::autograd::Function<LinearCrossEntropyNode
       at::AutoDispatchBelowADInplaceOrView guard;
       std::tie(loss, gi, gw, gb) = ops::linear_cross_entropy_chunked(
           input, weight, target, opt(bias), std::nullopt, ignore_index, reduction, label_smoothing, chunk_size,
-          eager ? mask : std::array<bool, 3>{false, false, false});
+          eager ? mask : std::array<bool, 3>{false, false, false}, out_dtype);
     }
     ctx->save_for_backward({input, weight, target, bias});
     ctx->saved_data["ignore_index"] = ignore_index;
     ctx->saved_data["reduction"] = reduction;
     ctx->saved_data["label_smoothing"] = label_smoothing;
     ctx->saved_data["chunk_size"] = chunk_size;
+    ctx->saved_data["out_dtype"] = out_dtype.has_value() ? static_cast<int64_t>(*out_dtype) : int64_t(-1);
     ctx->saved_data["eager"] = eager;
     if (eager) {
       // (The op returns empty tensors for the gradients not asked for.)
@@ -279,7 +287,10 @@ struct LinearCrossEntropyNode : torch::autograd::Function<LinearCrossEntropyNode
     const int64_t reduction = ctx->saved_data["reduction"].toInt();
     const double eps = ctx->saved_data["label_smoothing"].toDouble();
     const int64_t chunk_size = ctx->saved_data["chunk_size"].toInt();
-    variable_list out(8);
+    const int64_t out_dtype_code = ctx->saved_data["out_dtype"].toInt();
+    const auto out_dtype =
+        out_dtype_code < 0 ? std::nullopt : std::optional<at::ScalarType>(static_cast<at::ScalarType>(out_dtype_code));
+    variable_list out(9);
     const bool need[3] = {ctx->needs_input_grad(0), ctx->needs_input_grad(1), bias.defined() && ctx->needs_input_grad(3)};
     if (!need[0] && !need[1] && !need[2]) return out;
     const int slots[3] = {0, 1, 3};
@@ -294,7 +305,8 @@ struct LinearCrossEntropyNode : torch::autograd::Function<LinearCrossEntropyNode
           slot.push_back(slots[i]);
         }
       if (wanted.empty()) return out;
-      const auto loss = linear_cross_entropy_composite(input, weight, target, opt(bias), ignore_index, reduction, eps);
+      const auto loss =
+          linear_cross_entropy_composite(input, weight, target, opt(bias), ignore_index, reduction, eps, out_dtype);
       const auto res = torch::autograd::grad({loss}, wanted, {g}, /*retain_graph=*/true, /*create_graph=*/true,
                                              /*allow_unused=*/true);
       for (size_t k = 0; k < slot.size(); ++k) out[slot[k]] = res[k];
@@ -318,7 +330,7 @@ struct LinearCrossEntropyNode : torch::autograd::Function<LinearCrossEntropyNode
       return out;
     }
     const auto res = ops::linear_cross_entropy_chunked(input, weight, target, opt(bias), g, ignore_index, reduction,
-                                                       eps, chunk_size, {need[0], need[1], need[2]});
+                                                       eps, chunk_size, {need[0], need[1], need[2]}, out_dtype);
     if (need[0]) out[0] = std::get<1>(res);
     if (need[1]) out[1] = std::get<2>(res);
     if (need[2]) out[3] = std::get<3>(res);
@@ -328,15 +340,77 @@ struct LinearCrossEntropyNode : torch::autograd::Function<LinearCrossEntropyNode
 
 Tensor linear_cross_entropy_autograd(const Tensor& input, const Tensor& weight, const Tensor& target,
                                      const std::optional<Tensor>& bias, int64_t ignore_index, int64_t reduction,
-                                     double label_smoothing, std::optional<int64_t> chunk_size) {
+                                     double label_smoothing, std::optional<int64_t> chunk_size,
+                                     std::optional<at::ScalarType> out_dtype) {
   const Tensor b = opt(bias);
   if (!any_requires_grad({&input, &weight, &b})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::linear_cross_entropy(input, weight, target, bias, ignore_index, reduction, label_smoothing,
-                                     chunk_size);
+                                     chunk_size, out_dtype);
   }
   return LinearCrossEntropyNode::apply(input, weight, target, bias, ignore_index, reduction, label_smoothing,
-                                       chunk_size.value_or(0));
+                                       chunk_size.value_or(0), out_dtype);
+}
+
+// ------------------------------------------------------------------------------- autocast
+//
+// What PyTorch's autocast policy does with the torch counterparts (torch_ops/autocast.h):
+//   softmax, log_softmax  CUDA: float32 unless dtype is given (fp32_set_opt_dtype); CPU: not
+//                         listed, the input's dtype
+//   cross_entropy         float32 on CPU and CUDA (CPU lists cross_entropy_loss as fp32; on
+//                         CUDA its log_softmax and nll_loss give a float32 loss); here the
+//                         whole loss is computed from float32 logits
+//   linear_cross_entropy  as cross_entropy(linear(x, W, b)): the GEMMs in the autocast dtype
+//                         (linear), the loss in float32 (out_dtype; its reduction is
+//                         accumulated in float32 from the lower-precision logits)
+//   the nodes' ops        their inputs' dtypes (autocast off)
+
+template <bool kLog, c10::DeviceType device>
+Tensor softmax_fp32(const Tensor& input, int64_t dim, std::optional<at::ScalarType> dtype) {
+  const autocast::Off off;
+  if (!dtype.has_value() && autocast::eligible<device>(input)) dtype = at::kFloat;
+  return kLog ? ops::log_softmax(input, dim, dtype) : ops::softmax(input, dim, dtype);
+}
+
+template <c10::DeviceType device>
+Tensor cross_entropy_fp32(const Tensor& input, const Tensor& target, const std::optional<Tensor>& weight,
+                          int64_t reduction, int64_t ignore_index, double label_smoothing) {
+  const autocast::Off off;
+  using autocast::fp32;
+  return ops::cross_entropy(fp32<device>(input), fp32<device>(target), fp32<device>(weight), reduction, ignore_index,
+                            label_smoothing);
+}
+
+template <c10::DeviceType device>
+Tensor linear_cross_entropy_autocast(const Tensor& input, const Tensor& weight, const Tensor& target,
+                                     const std::optional<Tensor>& bias, int64_t ignore_index, int64_t reduction,
+                                     double label_smoothing, std::optional<int64_t> chunk_size,
+                                     std::optional<at::ScalarType> out_dtype) {
+  const autocast::Off off;
+  using autocast::lower;
+  // The logits of an eligible (cast) input are in the autocast dtype: their loss is float32.
+  if (!out_dtype.has_value() && autocast::eligible<device>(input)) out_dtype = at::kFloat;
+  return ops::linear_cross_entropy(lower<device>(input), lower<device>(weight), target, lower<device>(bias),
+                                   ignore_index, reduction, label_smoothing, chunk_size, out_dtype);
+}
+
+// The ops that the autograd nodes call (forward and backward): their inputs' dtypes.
+constexpr const char* kNodeOps[] = {"softmax_backward",       "log_softmax_backward",
+                                    "cross_entropy_forward",  "cross_entropy_backward",
+                                    "cross_entropy_target_backward", "linear_cross_entropy_chunked"};
+
+template <c10::DeviceType device>
+void register_autocast(torch::Library& m) {
+  if constexpr (device == c10::DeviceType::CUDA) {
+    m.impl("softmax", &softmax_fp32<false, device>);
+    m.impl("log_softmax", &softmax_fp32<true, device>);
+  } else {
+    m.impl("softmax", autocast::passthrough());
+    m.impl("log_softmax", autocast::passthrough());
+  }
+  m.impl("cross_entropy", &cross_entropy_fp32<device>);
+  m.impl("linear_cross_entropy", &linear_cross_entropy_autocast<device>);
+  for (const char* op : kNodeOps) m.impl(op, autocast::passthrough());
 }
 
 }  // namespace
@@ -350,6 +424,9 @@ TORCH_LIBRARY_IMPL(torch_ops, Autograd, m) {
   m.impl("cross_entropy_backward", &cross_entropy_backward_autograd);
   m.impl("linear_cross_entropy", &linear_cross_entropy_autograd);
 }
+
+TORCH_LIBRARY_IMPL(torch_ops, AutocastCPU, m) { register_autocast<c10::DeviceType::CPU>(m); }
+TORCH_LIBRARY_IMPL(torch_ops, AutocastCUDA, m) { register_autocast<c10::DeviceType::CUDA>(m); }
 
 TORCH_LIBRARY_IMPL(torch_ops, CompositeImplicitAutograd, m) {
   m.impl("cross_entropy_target_backward", &cross_entropy_target_backward);

@@ -20,20 +20,23 @@ using math::ceil_div;
 using math::kSumBlockRows;
 
 // out[j] = sum_i data[i * row_stride + j]. The work is cut into R row chunks x C column
-// chunks, one task each; a tall matrix is cut by rows (partial sums per chunk, added at
-// the end), a wide one by columns.
+// chunks, one task each; a tall matrix is cut by rows (partial sums per chunk, added in
+// chunk order at the end), a wide one by columns. R is a function of the shape only, never
+// of the thread count, so the sums are bitwise the same for any torch.set_num_threads (the
+// column chunks change no sum: each column is summed by one task, in row order).
 template <typename scalar_t>
 void column_sum(const scalar_t* data, int64_t rows, int64_t cols, int64_t row_stride, scalar_t* out) {
   using opmath_t = at::opmath_type<scalar_t>;
   const auto tile = TORCH_OPS_CPU_KERNEL(linear_column_sum_tile<scalar_t>);
   constexpr int64_t kMinWorkPerTask = 1 << 15;  // elements: below this a thread costs more than it saves
+  constexpr int64_t kMaxRowChunks = 32;
   const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
-  const int64_t tasks = std::max<int64_t>(1, std::min(threads, rows * cols / kMinWorkPerTask));
+  const int64_t by_work = std::max<int64_t>(1, rows * cols / kMinWorkPerTask);
   int64_t R = 1, C = 1;
   if (rows >= cols) {
-    R = std::max<int64_t>(1, std::min(tasks, ceil_div(rows, kSumBlockRows)));
+    R = std::max<int64_t>(1, std::min({kMaxRowChunks, by_work, ceil_div(rows, kSumBlockRows)}));
   } else {
-    C = std::min(tasks, ceil_div(cols, 64));
+    C = std::max<int64_t>(1, std::min({threads, by_work, ceil_div(cols, 64)}));
   }
   const int64_t rows_per = ceil_div(rows, R), cols_per = ceil_div(cols, C);
   std::vector<opmath_t> partial(static_cast<size_t>(R * cols));

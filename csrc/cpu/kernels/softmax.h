@@ -156,12 +156,8 @@ struct RowKernels {
             break;
           }
           case softmax::RowOp::LogSoftmax: {
-            const auto ms = max_sum(x, C);
-            const acc_t lse = math::logsumexp_of(ms);
-            map(C, y, [&](const auto& ld) {
-              using T = decltype(ld(x));
-              return ld(x) - T(lse);
-            });
+            const auto lse = math::lse_of(max_sum(x, C));
+            map(C, y, [&](const auto& ld) { return math::minus_lse(ld(x), lse); });
             break;
           }
           case softmax::RowOp::SoftmaxBackward: {
@@ -198,7 +194,8 @@ struct RowKernels {
     const auto* wp = static_cast<const scalar_t*>(job.weight);
     const auto* tp = static_cast<const scalar_t*>(job.target_prob);
     const auto* scale = static_cast<const acc_t*>(job.scale);
-    auto* lse_out = static_cast<acc_t*>(job.lse);
+    auto* row_max = static_cast<acc_t*>(job.row_max);
+    auto* log_sum = static_cast<acc_t*>(job.log_sum);
     auto* loss_out = static_cast<acc_t*>(job.loss);
     auto* rw_out = static_cast<acc_t*>(job.row_weight);
     auto* grad = static_cast<scalar_t*>(job.grad);
@@ -215,12 +212,13 @@ struct RowKernels {
         const scalar_t* x = logits + r * C;
         scalar_t* gr = grad ? grad + r * C : nullptr;
         const acc_t sc = scale ? scale[r] : acc_t(1);
-        acc_t lse;
+        math::Lse<acc_t> lse;
         if (forward) {
-          lse = math::logsumexp_of(max_sum(x, C));
-          lse_out[r] = lse;
+          lse = math::lse_of(max_sum(x, C));
+          row_max[r] = lse.max;
+          log_sum[r] = lse.log_sum;
         } else {
-          lse = lse_out[r];
+          lse = {row_max[r], log_sum[r]};
         }
         if constexpr (!kProb) {
           const int64_t t = job.target[r];
@@ -235,23 +233,22 @@ struct RowKernels {
             acc_t smooth = 0;
             if (eps > 0) {
               smooth = sum(C, [&](const auto& ld) {
-                using T = decltype(ld(x));
-                if constexpr (kWeight) return ld(wp) * (ld(x) - T(lse));
-                else return ld(x) - T(lse);
+                if constexpr (kWeight) return ld(wp) * math::minus_lse(ld(x), lse);
+                else return math::minus_lse(ld(x), lse);
               });
             }
-            loss_out[r] = math::ce_index_loss(lse, x_t, w_t, eps, smooth, C);
+            loss_out[r] = math::ce_index_loss(-math::minus_lse(x_t, lse), w_t, eps, smooth, C);
             rw_out[r] = w_t;
           }
           if (gr) {
             const acc_t a = math::ce_index_a(w_t, eps, weight_sum, C);
             map(C, gr, [&](const auto& ld) {
               using T = decltype(ld(x));
-              const T p = ex(ld(x) - T(lse));
+              const T p = ex(math::minus_lse(ld(x), lse));
               if constexpr (kWeight) return T(sc) * (T(a) * p - T(eps_c) * ld(wp));
               else return T(sc) * (T(a) * p - T(eps_c));
             });
-            const acc_t p_t = std::exp(x_t - lse);
+            const acc_t p_t = std::exp(math::minus_lse(x_t, lse));
             gr[t] = static_cast<scalar_t>(
                 math::ce_grad(sc, a, p_t, math::ce_index_b(true, w_t, kWeight ? w_t : acc_t(1), eps, C)));
           }
@@ -267,17 +264,14 @@ struct RowKernels {
           };
           const acc_t a = sum(C, wq);
           if (forward) {
-            const acc_t dot = sum(C, [&](const auto& ld) {
-              using T = decltype(ld(x));
-              return wq(ld) * (ld(x) - T(lse));
-            });
+            const acc_t dot = sum(C, [&](const auto& ld) { return wq(ld) * math::minus_lse(ld(x), lse); });
             loss_out[r] = -dot;
             rw_out[r] = 1;
           }
           if (gr) {
             map(C, gr, [&](const auto& ld) {
               using T = decltype(ld(x));
-              return T(sc) * (T(a) * ex(ld(x) - T(lse)) - wq(ld));
+              return T(sc) * (T(a) * ex(math::minus_lse(ld(x), lse)) - wq(ld));
             });
           }
         }

@@ -42,9 +42,24 @@ C10_HOST_DEVICE inline MaxSum<T> online_merge(MaxSum<T> a, MaxSum<T> b) {
   return {a.max, a.sum + b.sum * ::exp(b.max - a.max)};
 }
 
+// A row's log-sum-exp kept as (max, log_sum = log(sum exp(x - max))); x - lse is computed as
+// (x - max) - log_sum. For a confident row (one logit far above the others) x_t - lse is
+// tiny, and x_t - (max + log_sum), with lse rounded at the magnitude of the logits, would lose
+// it: the loss and gradient of such a row (and log_softmax near 0) would be off by an ulp of
+// the logits, not of the result. cross_entropy_forward saves both for the backward
+// (row_max, log_sum).
 template <typename T>
-C10_HOST_DEVICE inline T logsumexp_of(MaxSum<T> a) {
-  return a.max + ::log(a.sum);
+struct Lse {
+  T max, log_sum;
+};
+template <typename T>
+C10_HOST_DEVICE inline Lse<T> lse_of(MaxSum<T> a) {
+  return {a.max, static_cast<T>(::log(a.sum))};
+}
+// x - lse for x a T or a vector of T.
+template <typename V, typename T>
+C10_HOST_DEVICE inline V minus_lse(const V& x, const Lse<T>& l) {
+  return (x - V(l.max)) - V(l.log_sum);
 }
 
 // ------------------------------------------------------------------------ cross-entropy
@@ -56,10 +71,10 @@ C10_HOST_DEVICE inline T logsumexp_of(MaxSum<T> a) {
 //   class index t:  A = (1 - eps) * w_t + eps / C * sum_c w_c,  B_c = (1 - eps) * w_t * [c == t] + eps / C * w_c
 //   probabilities:  A = sum_c w_c * q_c,                        B_c = w_c * q_c
 
-// smooth = sum_c w_c * (x_c - lse) (only read when eps > 0).
+// nlp_t = lse - x_t (= -log p_t); smooth = sum_c w_c * (x_c - lse) (only read when eps > 0).
 template <typename T>
-C10_HOST_DEVICE inline T ce_index_loss(T lse, T x_t, T w_t, T eps, T smooth, int64_t classes) {
-  T loss = w_t * (lse - x_t);
+C10_HOST_DEVICE inline T ce_index_loss(T nlp_t, T w_t, T eps, T smooth, int64_t classes) {
+  T loss = w_t * nlp_t;
   if (eps > T(0)) loss = (T(1) - eps) * loss - eps / T(classes) * smooth;
   return loss;
 }
