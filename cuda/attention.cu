@@ -271,7 +271,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> 
           const int64_t d = int64_t(pass) * kD + lane + c * kWarpSize;
           if (d < a.Ev) o[d] = static_cast<scalar_t>(acc[c] * inv);
         }
-        if (pass == 0 && lane == 0) a.lse[row] = empty ? kNegInf : math::logsumexp_of(run);
+        if (pass == 0 && lane == 0) a.lse[row] = empty ? kNegInf : run.max + static_cast<acc_t>(::log(run.sum));
       }
     }
   }

@@ -356,6 +356,25 @@ def test_compile_inductor_with_dropout():
     torch.testing.assert_close(compiled(q, k, v, ) * 0, out * 0)
 
 
+# ----------------------------------------------------------------------------- autocast
+
+
+@pytest.mark.parametrize("device", ALL_DEVICES)
+def test_autocast_runs_in_the_lower_precision_as_torch(device):
+    dt = torch.bfloat16 if device == "cpu" else torch.float16
+    q, k, v = (_rand(2, 2, 9, 8, device=device) for _ in range(3))
+    m = torch.randn(9, 9, device=device)
+    with torch.autocast(device, dtype=dt):
+        ours = SDPA(q, k, v, attn_mask=m)
+        theirs = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        core = torch.ops.torch_ops.attention(q, k, v, None, 0.0, True, 0.3, None)
+    assert ours.dtype == theirs.dtype == core.dtype == dt
+    torch.testing.assert_close(ours, theirs, **TOL[dt])
+    torch.testing.assert_close(core.float(), F.scaled_dot_product_attention(q.to(dt), k.to(dt), v.to(dt), is_causal=True, scale=0.3).float(), **TOL[dt])
+    ours.float().sum().backward()
+    assert q.grad.dtype == torch.float32 and torch.isfinite(q.grad).all()
+
+
 # ----------------------------------------------------------------------------- errors
 
 

@@ -249,6 +249,43 @@ def _linear_cross_entropy(draw, dtype):
     return [x, w] + ([b] if b is not None else []), ours, ref, {"tensorwise": True}
 
 
+def _sdpa(draw, dtype):
+    """scaled_dot_product_attention against F's: batch dimensions (0 to 2, broadcast between
+    query and key/value), heads (grouped-query or broadcast), lengths (zero included), head
+    dimensions, causal, bool or float masks (broadcast shapes, the float one differentiated),
+    scale."""
+    batch = draw(shapes(0, 2))
+    hk = draw(st.sampled_from([1, 2]))
+    h = hk * draw(st.sampled_from([1, 2, 3]))
+    gqa = h != hk and draw(st.booleans())
+    L, S = draw(SIZES), draw(SIZES)
+    E, Ev = draw(st.sampled_from([1, 2, 5, 8])), draw(st.sampled_from([1, 3, 8]))
+    kv_heads = hk if gqa else draw(st.sampled_from([1, h]))
+    kv_batch = tuple(draw(st.sampled_from([1, b])) for b in batch)
+    q = tensor(draw, batch + (h, L, E), dtype)
+    k = tensor(draw, kv_batch + (kv_heads, S, E), dtype)
+    v = tensor(draw, kv_batch + (kv_heads, S, Ev), dtype)
+    kind = draw(st.sampled_from(["none", "causal", "bool", "float"]))
+    scale = draw(st.sampled_from([None, 0.3]))
+    kw = {"scale": scale, "enable_gqa": gqa, "is_causal": kind == "causal"}
+    inputs = [q, k, v]
+    if kind in ("bool", "float"):
+        shape = tuple(draw(st.sampled_from([1, n])) for n in (h, L, S))
+        if kind == "bool":
+            g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+            kw["attn_mask"] = torch.rand(shape, generator=g) > 0.3
+        else:
+            inputs.append(tensor(draw, shape, dtype))
+
+    def ours(*a):
+        return torch_ops.scaled_dot_product_attention(*a[:3], *a[3:], **kw)
+
+    def ref(*a):
+        return F.scaled_dot_product_attention(*a[:3], *a[3:], **kw)
+
+    return inputs, ours, ref
+
+
 SPECS = {
     "linear": _linear,
     "fused_linear": _fused,
@@ -258,6 +295,7 @@ SPECS = {
     **{n: _softmax(n) for n in ("softmax", "log_softmax")},
     "cross_entropy": _cross_entropy,
     "linear_cross_entropy": _linear_cross_entropy,
+    "scaled_dot_product_attention": _sdpa,
 }
 
 

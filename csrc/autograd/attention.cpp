@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include "torch_ops/attention.h"
+#include "torch_ops/autocast.h"
 #include "torch_ops/autograd_util.h"
 #include "torch_ops/ops.h"
 
@@ -159,7 +160,39 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_backward_au
   return {o[0], o[1], o[2], o[3]};
 }
 
+// Autocast: as torch's scaled_dot_product_attention on either device, the lower precision
+// (query, key, value and a floating mask cast; the seed is an integer tensor and stays).
+template <c10::DeviceType device>
+at::Tensor sdpa_autocast(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const OptT& mask,
+                         double dropout_p, bool is_causal, std::optional<double> scale, bool enable_gqa,
+                         const OptT& seed) {
+  const autocast::Off off;
+  return scaled_dot_product_attention(autocast::lower<device>(q), autocast::lower<device>(k),
+                                      autocast::lower<device>(v), autocast::lower<device>(mask), dropout_p, is_causal,
+                                      scale, enable_gqa, seed);
+}
+
+template <c10::DeviceType device>
+at::Tensor attention_autocast(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const OptT& mask,
+                              double dropout_p, bool is_causal, double scale, const OptT& seed) {
+  const autocast::Off off;
+  return ops::attention(autocast::lower<device>(q), autocast::lower<device>(k), autocast::lower<device>(v),
+                        autocast::lower<device>(mask), dropout_p, is_causal, scale, seed);
+}
+
+template <c10::DeviceType device>
+void register_autocast(torch::Library& m) {
+  m.impl("scaled_dot_product_attention", &sdpa_autocast<device>);
+  m.impl("attention", &attention_autocast<device>);
+  // what autograd saves and calls: the inputs' own dtypes
+  m.impl("attention_forward", autocast::passthrough());
+  m.impl("attention_backward", autocast::passthrough());
+}
+
 }  // namespace
+
+TORCH_LIBRARY_IMPL(torch_ops, AutocastCPU, m) { register_autocast<c10::DeviceType::CPU>(m); }
+TORCH_LIBRARY_IMPL(torch_ops, AutocastCUDA, m) { register_autocast<c10::DeviceType::CUDA>(m); }
 
 TORCH_LIBRARY_IMPL(torch_ops, Autograd, m) {
   m.impl("attention", &attention_autograd);

@@ -179,7 +179,7 @@ struct AttentionKernels {
     at::parallel_for(0, job.B * Hk, 1, [&](int64_t begin, int64_t end) {
       std::vector<acc_t> pbuf(kBlockM * kBlockN), dpbuf(kBlockM * kBlockN), pdbuf(drop ? kBlockM * kBlockN : 0);
       std::vector<acc_t> dk(want_k ? S * E : 0), dv(want_v ? S * Ev : 0), dq(want_q ? kBlockM * E : 0), D(kBlockM);
-      std::vector<acc_t> qf, of, gf, kf, vf;
+      std::vector<acc_t> qf, of, gf, kf, vf, oacc(kReduced ? kBlockM * Ev : 0);
       for (int64_t t = begin; t < end; ++t) {
         const int64_t b = t / Hk, kvh = t;
         const acc_t* K = as_acc(static_cast<const scalar_t*>(job.k) + kvh * S * E, S, E, kf);
@@ -192,29 +192,32 @@ struct AttentionKernels {
             const int64_t bm = std::min(kBlockM, L - i0);
             const acc_t* Q = as_acc(static_cast<const scalar_t*>(job.q) + (bh * L + i0) * E, bm, E, qf);
             const acc_t* dO = as_acc(static_cast<const scalar_t*>(job.grad_out) + (bh * L + i0) * Ev, bm, Ev, gf);
-            const acc_t* Ob = as_acc(static_cast<const scalar_t*>(job.out) + (bh * L + i0) * Ev, bm, Ev, of);
+            const acc_t* Ob = kReduced ? nullptr : as_acc(static_cast<const scalar_t*>(job.out) + (bh * L + i0) * Ev, bm, Ev, of);
             const acc_t* lse = static_cast<const acc_t*>(job.lse) + bh * L + i0;
+            const int64_t jend = key_end(job, i0, bm);
+            if constexpr (kReduced) {
+              // The output rounded to float16/bfloat16 would make D inexact, and dp - D
+              // cancels: the output is recomputed in acc_t (two more GEMMs per tile).
+              std::fill(oacc.begin(), oacc.end(), acc_t(0));
+              for (int64_t j0 = 0; j0 < jend; j0 += kBlockN) {
+                const int64_t bn = std::min(kBlockN, jend - j0);
+                acc_t* P = pbuf.data();
+                probs(job, P, Q, K, b, h, bh, i0, bm, j0, bn, lse, gemm, /*dropped=*/true);
+                gemm(false, false, bm, Ev, bn, acc_t(1), P, bn, Vm + j0 * Ev, Ev, acc_t(1), oacc.data(), Ev);
+              }
+              Ob = oacc.data();
+            }
             for (int64_t r = 0; r < bm; ++r) {  // D_i = dot(dO_i, O_i)
               acc_t d = 0;
               for (int64_t c = 0; c < Ev; ++c) d += dO[r * Ev + c] * Ob[r * Ev + c];
               D[r] = d;
             }
             if (want_q) std::fill(dq.begin(), dq.end(), acc_t(0));
-            const int64_t jend = key_end(job, i0, bm);
             for (int64_t j0 = 0; j0 < jend; j0 += kBlockN) {
               const int64_t bn = std::min(kBlockN, jend - j0);
               acc_t* P = pbuf.data();
               acc_t* dP = dpbuf.data();
-              gemm(false, true, bm, bn, E, scale, Q, E, K + j0 * E, E, acc_t(0), P, bn);
-              for (int64_t r = 0; r < bm; ++r) {
-                acc_t* prow = P + r * bn;
-                mask_row(job, prow, b, h, i0 + r, j0, bn);
-                if (lse[r] == kNegInf) {
-                  std::fill(prow, prow + bn, acc_t(0));
-                } else {
-                  exp_sum(prow, bn, lse[r]);  // p = exp(s - lse) (math::prob_from_lse, vectorised)
-                }
-              }
+              probs(job, P, Q, K, b, h, bh, i0, bm, j0, bn, lse, gemm, /*dropped=*/false);
               const acc_t* Pd = P;  // the probabilities after dropout
               if (drop) {
                 std::copy(P, P + bm * bn, pdbuf.data());
@@ -253,6 +256,24 @@ struct AttentionKernels {
         }
       }
     });
+  }
+
+  // P (bm x bn) = the attention probabilities of a tile from the saved log-sum-exp
+  // (math::prob_from_lse, vectorised), after dropout when `dropped`.
+  static void probs(const attention::Problem& job, acc_t* P, const acc_t* Q, const acc_t* K, int64_t b, int64_t h,
+                    int64_t bh, int64_t i0, int64_t bm, int64_t j0, int64_t bn, const acc_t* lse,
+                    attention::GemmFn<acc_t> gemm, bool dropped) {
+    gemm(false, true, bm, bn, job.E, static_cast<acc_t>(job.scale), Q, job.E, K + j0 * job.E, job.E, acc_t(0), P, bn);
+    for (int64_t r = 0; r < bm; ++r) {
+      acc_t* prow = P + r * bn;
+      mask_row(job, prow, b, h, i0 + r, j0, bn);
+      if (lse[r] == kNegInf) {
+        std::fill(prow, prow + bn, acc_t(0));
+      } else {
+        exp_sum(prow, bn, lse[r]);
+      }
+      if (dropped && job.dropout_p > 0.0) dropout_row(job, prow, bh, i0 + r, j0, bn);
+    }
   }
 
   // dp[j] = p[j] * (dp[j] - D) (math::score_grad, vectorised).
