@@ -23,11 +23,6 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 using OptT = std::optional<at::Tensor>;
 
-const at::Tensor& val(const OptT& t) {
-  static const at::Tensor undefined;
-  return t.has_value() ? *t : undefined;
-}
-OptT opt(const at::Tensor& t) { return t.defined() ? OptT(t) : OptT(); }
 
 void save_args(AutogradContext* ctx, double dropout_p, bool is_causal, double scale, bool has_mask) {
   ctx->saved_data["p"] = dropout_p;

@@ -21,11 +21,6 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 using OptT = std::optional<at::Tensor>;
 
-const at::Tensor& val(const OptT& t) {
-  static const at::Tensor undefined;
-  return t.has_value() ? *t : undefined;
-}
-OptT opt(const at::Tensor& t) { return t.defined() ? OptT(t) : OptT(); }
 
 // The forward of all four ops: Rms (no mean, no bias), Add (a residual, and input +
 // residual as a second differentiable output). Outputs: y, [sum], [mean], rstd.

@@ -6,6 +6,7 @@
 #include <c10/util/Exception.h>
 
 #include <initializer_list>
+#include <optional>
 
 namespace torch_ops {
 
@@ -20,6 +21,16 @@ inline bool any_requires_grad(const char* op, std::initializer_list<const at::Te
   for (const auto* t : ts)
     if (t->defined() && t->requires_grad()) return true;
   return false;
+}
+
+// An optional tensor argument as save_for_backward takes it (undefined when absent), and
+// back (absent when undefined).
+inline const at::Tensor& val(const std::optional<at::Tensor>& t) {
+  static const at::Tensor undefined;
+  return t.has_value() ? *t : undefined;
+}
+inline std::optional<at::Tensor> opt(const at::Tensor& t) {
+  return t.defined() ? std::optional<at::Tensor>(t) : std::optional<at::Tensor>();
 }
 
 }  // namespace torch_ops
