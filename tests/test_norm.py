@@ -383,6 +383,20 @@ def test_kernel_paths_every_isa(n, dtype, cpu_isa):
             torch.testing.assert_close(a.grad, r.grad.to(a.dtype), **TOL[dtype])
 
 
+@pytest.mark.parametrize("n", [1024, 1025])
+def test_large_float32_output_every_isa(n, cpu_isa):
+    """float32 outputs of >= 8 MiB are written with non-temporal stores on rows whose start
+    is vector-aligned (n = 1025: every other row is not): the values are the same."""
+    torch.manual_seed(0)
+    x = torch.randn(2048, n) * 3 + 1
+    w, b = torch.randn(n), torch.randn(n)
+    torch.testing.assert_close(torch_ops.layer_norm(x, (n,), w, b), F.layer_norm(x, (n,), w, b), **TOL[torch.float32])
+    torch.testing.assert_close(torch_ops.rms_norm(x, (n,), w), F.rms_norm(x, (n,), w), **TOL[torch.float32])
+    y, s = torch_ops.add_layer_norm(x, x.flip(0), (n,), w, b)
+    torch.testing.assert_close(s, x + x.flip(0))
+    torch.testing.assert_close(y, F.layer_norm(x + x.flip(0), (n,), w, b), **TOL[torch.float32])
+
+
 # ----------------------------------------------------------------------------- opcheck / compile
 
 

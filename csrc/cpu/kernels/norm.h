@@ -4,8 +4,9 @@
 // the scratch memory are in csrc/cpu/norm.cpp and csrc/norm.cpp. The formulas are
 // torch_ops/norm_math.h, instantiated with at::vec::Vectorized and with the opmath scalar.
 //
-// Forward, per row: [s = x + r, stored], the statistics in one pass (vectorised Welford for
-// layer_norm: stable; sum of squares for rms_norm), then y = (s - mean) * rstd * w + b.
+// Forward, per row: [s = x + r, stored], the statistics (layer_norm: exact two-pass moments
+// per L1-sized chunk, chunks combined with Chan's formula; rms_norm: the sum of squares),
+// then y = (s - mean) * rstd * w + b.
 // Backward, per row: one pass for the two row sums (and the weight/bias partial rows), one
 // for grad_input. The weight/bias gradients: each fixed block of rows (norm::param_block_rows,
 // a function of the shape only) sums its rows in order into a partial row; the partial rows are
@@ -46,6 +47,82 @@ inline T lane_sum(const Vec& v) {
   return s;
 }
 
+// Elements per chunk of layer_norm's statistics: small enough to stay in L1 between the
+// chunk's two passes.
+constexpr int64_t kChunk = 2048;
+
+// sum_j f(p[j]) over n elements in the opmath type: four vector accumulators (enough
+// independent adds in flight to run at load speed), combined in a fixed order.
+template <typename T, typename Vec, typename FV, typename FS>
+inline typename Vec::value_type row_sum(const T* p, int64_t n, const FV& fv, const FS& fs) {
+  using opmath_t = typename Vec::value_type;
+  constexpr int64_t W = 2 * Vec::size();
+  const Vec zero(opmath_t(0));
+  Vec s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+  int64_t j = 0;
+  for (; j + 2 * W <= n; j += 2 * W) {
+    Vec a, b, c, d;
+    nload2(p + j, a, b);
+    nload2(p + j + W, c, d);
+    s0 += fv(a);
+    s1 += fv(b);
+    s2 += fv(c);
+    s3 += fv(d);
+  }
+  for (; j + W <= n; j += W) {
+    Vec a, b;
+    nload2(p + j, a, b);
+    s0 += fv(a);
+    s1 += fv(b);
+  }
+  opmath_t tail = 0;
+  for (; j < n; ++j) tail += fs(static_cast<opmath_t>(p[j]));
+  return lane_sum<opmath_t>((s0 + s1) + (s2 + s3)) + tail;
+}
+
+// Non-temporal stores: an output much larger than the caches is written around them, with
+// no read of the destination lines first (a plain store reads each line before writing
+// it), a third less memory traffic for y = f(x). Used for float outputs of at least
+// kStreamBytes, on rows whose start is vector-aligned; stream_fence orders them before
+// the task ends (they are weakly ordered).
+constexpr int64_t kStreamBytes = int64_t(8) << 20;
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+template <typename T>
+constexpr bool kCanStream = std::is_same_v<T, float>;
+#else
+template <typename T>
+constexpr bool kCanStream = false;
+#endif
+
+template <typename T>
+inline bool streamable(const T* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % sizeof(at::vec::Vectorized<float>) == 0;
+}
+
+template <typename T, typename Vec>
+inline void stream2(T* p, const Vec& a, const Vec& b) {
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    _mm512_stream_ps(p, a);
+    _mm512_stream_ps(p + Vec::size(), b);
+    return;
+  }
+#elif defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<T, float>) {
+    _mm256_stream_ps(p, a);
+    _mm256_stream_ps(p + Vec::size(), b);
+    return;
+  }
+#endif
+  nstore2(p, a, b);
+}
+
+inline void stream_fence() {
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+  _mm_sfence();
+#endif
+}
+
 template <bool B>
 using Bool = std::integral_constant<bool, B>;
 
@@ -81,6 +158,7 @@ void norm_forward_impl(const norm::Forward& job) {
   const opmath_t eps = static_cast<opmath_t>(job.eps);
   const bool rms = job.rms;
   const int64_t grain = std::max<int64_t>(1, 16384 / N);
+  const bool stream = kCanStream<scalar_t> && job.M * N * int64_t(sizeof(scalar_t)) >= kStreamBytes;
   with_flags(Wt != nullptr, Bs != nullptr, [&](auto has_w, auto has_b) {
     at::parallel_for(0, job.M, grain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
@@ -98,84 +176,105 @@ void norm_forward_impl(const norm::Forward& job) {
           for (; j < N; ++j) s[j] = static_cast<scalar_t>(static_cast<opmath_t>(src[j]) + static_cast<opmath_t>(r[j]));
           src = s;
         }
-        // Statistics in one pass over the row. layer_norm: Welford per vector lane (every
-        // lane has seen the same count, so the update needs one scalar reciprocal per
-        // step, no vector division), the lanes and the tail then combined in a fixed order
-        // with welford_combine. rms_norm: the sum of squares.
+        // Statistics. layer_norm: per chunk of the row (kChunk elements, L1-resident),
+        // the exact two-pass moments (the chunk's mean, then its centred sum of squares,
+        // corrected by the centred sum: no cancellation), the chunks combined in order
+        // with Chan's formula (welford_combine). No loop-carried chain longer than an
+        // add, so the pass runs at load speed. rms_norm: the sum of squares.
         opmath_t mean = 0, var;
         if (!rms) {
-          const Vec zero(opmath_t(0));
-          Vec m0 = zero, m1 = zero, q0 = zero, q1 = zero;
-          int64_t j = 0, steps = 0;
-          for (; j + W <= N; j += W) {
-            Vec a, b;
-            nload2(src + j, a, b);
-            const Vec inv(opmath_t(1) / static_cast<opmath_t>(++steps));
-            const Vec da = a - m0, db = b - m1;
-            m0 = at::vec::fmadd(da, inv, m0);
-            m1 = at::vec::fmadd(db, inv, m1);
-            q0 = at::vec::fmadd(da, a - m0, q0);
-            q1 = at::vec::fmadd(db, b - m1, q1);
-          }
           using Mom = math::Moments<opmath_t>;
           Mom total{opmath_t(0), opmath_t(0), opmath_t(0)};
-          if (steps > 0) {
-            alignas(64) opmath_t bm[2][Vec::size()], bq[2][Vec::size()];
-            m0.store(bm[0]);
-            m1.store(bm[1]);
-            q0.store(bq[0]);
-            q1.store(bq[1]);
-            for (int h = 0; h < 2; ++h)
-              for (int k = 0; k < Vec::size(); ++k)
-                total = math::welford_combine(total, Mom{static_cast<opmath_t>(steps), bm[h][k], bq[h][k]});
+          for (int64_t c0 = 0; c0 < N; c0 += kChunk) {
+            const int64_t n = std::min<int64_t>(kChunk, N - c0);
+            const scalar_t* p = src + c0;
+            const opmath_t cmean = row_sum<scalar_t, Vec>(p, n, [](const Vec& a) { return a; },
+                                                          [](opmath_t a) { return a; }) /
+                                   static_cast<opmath_t>(n);
+            const Vec vc(cmean);
+            const Vec zero(opmath_t(0));
+            Vec sd0 = zero, sd1 = zero, sd2 = zero, sd3 = zero, sq0 = zero, sq1 = zero, sq2 = zero, sq3 = zero;
+            int64_t j = 0;
+            for (; j + 2 * W <= n; j += 2 * W) {
+              Vec a, b, c, d;
+              nload2(p + j, a, b);
+              nload2(p + j + W, c, d);
+              a = a - vc;
+              b = b - vc;
+              c = c - vc;
+              d = d - vc;
+              sd0 += a;
+              sd1 += b;
+              sd2 += c;
+              sd3 += d;
+              sq0 = at::vec::fmadd(a, a, sq0);
+              sq1 = at::vec::fmadd(b, b, sq1);
+              sq2 = at::vec::fmadd(c, c, sq2);
+              sq3 = at::vec::fmadd(d, d, sq3);
+            }
+            sd0 += sd2;
+            sd1 += sd3;
+            sq0 += sq2;
+            sq1 += sq3;
+            for (; j + W <= n; j += W) {
+              Vec a, b;
+              nload2(p + j, a, b);
+              a = a - vc;
+              b = b - vc;
+              sd0 += a;
+              sd1 += b;
+              sq0 = at::vec::fmadd(a, a, sq0);
+              sq1 = at::vec::fmadd(b, b, sq1);
+            }
+            opmath_t td = 0, tq = 0;
+            for (; j < n; ++j) {
+              const opmath_t d = static_cast<opmath_t>(p[j]) - cmean;
+              td += d;
+              tq += d * d;
+            }
+            const opmath_t sd = lane_sum<opmath_t>(sd0 + sd1) + td;
+            const opmath_t sq = lane_sum<opmath_t>(sq0 + sq1) + tq;
+            total = math::welford_combine(
+                total, Mom{static_cast<opmath_t>(n), cmean + sd / static_cast<opmath_t>(n),
+                           std::max(opmath_t(0), sq - sd * sd / static_cast<opmath_t>(n))});
           }
-          Mom tail{opmath_t(0), opmath_t(0), opmath_t(0)};
-          for (; j < N; ++j) tail = math::welford_push(tail, static_cast<opmath_t>(src[j]));
-          total = math::welford_combine(total, tail);
           mean = total.mean;
           var = total.m2 / static_cast<opmath_t>(N);
         } else {
-          const Vec zero(opmath_t(0));
-          Vec acc0 = zero, acc1 = zero;
-          int64_t j = 0;
-          for (; j + W <= N; j += W) {
-            Vec a, b;
-            nload2(src + j, a, b);
-            acc0 = at::vec::fmadd(a, a, acc0);
-            acc1 = at::vec::fmadd(b, b, acc1);
-          }
-          opmath_t tail = 0;
-          for (; j < N; ++j) {
-            const opmath_t v = static_cast<opmath_t>(src[j]);
-            tail += v * v;
-          }
-          var = (lane_sum<opmath_t>(acc0 + acc1) + tail) / static_cast<opmath_t>(N);
+          var = row_sum<scalar_t, Vec>(src, N, [](const Vec& a) { return a * a; },
+                                       [](opmath_t a) { return a * a; }) /
+                static_cast<opmath_t>(N);
         }
         const opmath_t rstd = math::norm_rstd(var, eps);
         if (!rms) Mean[i] = mean;
         Rstd[i] = rstd;
         scalar_t* y = Y + i * N;
         const Vec vm(mean), vr(rstd);
-        int64_t j = 0;
-        for (; j + W <= N; j += W) {
-          Vec a, b;
-          nload2(src + j, a, b);
-          a = math::norm_xhat(a, vm, vr);
-          b = math::norm_xhat(b, vm, vr);
-          if constexpr (decltype(has_w)::value) {
-            Vec w0, w1;
-            nload2(Wt + j, w0, w1);
-            a = a * w0;
-            b = b * w1;
+        const auto normalise = [&](auto nt) {
+          int64_t j = 0;
+          for (; j + W <= N; j += W) {
+            Vec a, b;
+            nload2(src + j, a, b);
+            a = math::norm_xhat(a, vm, vr);
+            b = math::norm_xhat(b, vm, vr);
+            if constexpr (decltype(has_w)::value) {
+              Vec w0, w1;
+              nload2(Wt + j, w0, w1);
+              a = a * w0;
+              b = b * w1;
+            }
+            if constexpr (decltype(has_b)::value) {
+              Vec c0, c1;
+              nload2(Bs + j, c0, c1);
+              a = a + c0;
+              b = b + c1;
+            }
+            if constexpr (decltype(nt)::value) stream2(y + j, a, b);
+            else nstore2(y + j, a, b);
           }
-          if constexpr (decltype(has_b)::value) {
-            Vec c0, c1;
-            nload2(Bs + j, c0, c1);
-            a = a + c0;
-            b = b + c1;
-          }
-          nstore2(y + j, a, b);
-        }
+          return j;
+        };
+        int64_t j = stream && streamable(y) ? normalise(Bool<true>{}) : normalise(Bool<false>{});
         for (; j < N; ++j) {
           opmath_t v = math::norm_xhat(static_cast<opmath_t>(src[j]), mean, rstd);
           if constexpr (decltype(has_w)::value) v = v * static_cast<opmath_t>(Wt[j]);
@@ -183,6 +282,7 @@ void norm_forward_impl(const norm::Forward& job) {
           y[j] = static_cast<scalar_t>(v);
         }
       }
+      if (stream) stream_fence();
     });
   });
 }

@@ -3,8 +3,9 @@
 // template on the value type V so one formula serves the vector body, the scalar tail and
 // the device code.
 //
-// Statistics: a row is summed in the opmath type; the CPU kernels use two passes over the
-// cache-hot row (mean, then the centred sum of squares: stable, no cancellation), the CUDA
+// Statistics: a row is summed in the opmath type; the CPU kernels take two passes over each
+// L1-sized chunk of the row (mean, then the centred sum of squares: stable, no
+// cancellation) and combine the chunks with welford_combine, the CUDA
 // kernels combine per-thread partial moments (count, mean, M2) with Chan's parallel
 // Welford update (welford_combine) across the warps and threads of a block.
 #pragma once
