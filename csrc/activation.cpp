@@ -13,13 +13,6 @@
 
 namespace torch_ops::activation {
 
-Launchers& launchers(c10::DeviceType device) {
-  static Launchers cpu, cuda, none;
-  if (device == c10::DeviceType::CPU) return cpu;
-  if (device == c10::DeviceType::CUDA) return cuda;
-  return none;
-}
-
 namespace {
 
 struct Arg {
@@ -41,12 +34,6 @@ void check_args(const char* op, std::initializer_list<Arg> args) {
   }
 }
 
-const Launchers& launchers_for(const at::Tensor& t, const char* op) {
-  const Launchers& l = launchers(t.device().type());
-  TORCH_CHECK(l.pointwise != nullptr, "torch_ops.", op, ": no kernel for device ", t.device());
-  return l;
-}
-
 Act gelu_act(c10::string_view approximate, const char* op) {
   if (approximate == "none") return Act::GeluErf;
   if (approximate == "tanh") return Act::GeluTanh;
@@ -60,7 +47,7 @@ at::Tensor pointwise(const char* op, Act act, Pass pass, double param, std::init
   const at::Tensor& first = args.begin()->t;
   auto out = empty_output(first.sizes(), first.options());
   if (out.numel() == 0) return out;
-  const auto& launch = launchers_for(first, op);
+  const auto& launch = launchers_for(first, &Launchers::pointwise, op);
   Pointwise job{act, pass, param, first.scalar_type(), out.numel(), out.mutable_data_ptr(), {nullptr, nullptr, nullptr}};
   at::Tensor keep[3];  // the contiguous inputs live until the kernel has run
   int k = 0;
@@ -80,7 +67,7 @@ at::Tensor& pointwise_(const char* op, Act act, double param, at::Tensor& self) 
   check_floating(self, op, "self");
   at::assert_no_internal_overlap(self);
   if (self.numel() == 0) return self;
-  const auto& launch = launchers_for(self, op);
+  const auto& launch = launchers_for(self, &Launchers::pointwise, op);
   const bool contiguous = self.is_contiguous();
   at::Tensor work = contiguous ? self : self.contiguous();
   Pointwise job{act, Pass::Forward, param, self.scalar_type(), self.numel(), work.mutable_data_ptr(),
@@ -123,12 +110,6 @@ void check_half(const at::Tensor& t, const char* name, const at::Tensor& input, 
               " to have the shape of the output ", at::IntArrayRef(s.half_sizes), ", got ", t.sizes());
 }
 
-const Launchers& gated_launchers_for(const at::Tensor& t, const char* op) {
-  const Launchers& l = launchers(t.device().type());
-  TORCH_CHECK(l.gated != nullptr, "torch_ops.", op, ": no kernel for device ", t.device());
-  return l;
-}
-
 at::Tensor gated_forward(const char* op, Gate gate, const at::Tensor& input, int64_t dim) {
   const Split s = split_of(input, dim, op);
   auto out = empty_output(s.half_sizes, input.options());
@@ -137,7 +118,7 @@ at::Tensor gated_forward(const char* op, Gate gate, const at::Tensor& input, int
   Gated job{gate, Pass::Forward, input.scalar_type(), s.outer, s.half, {out.mutable_data_ptr(), nullptr},
             {x.const_data_ptr(), nullptr, nullptr}};
   job.device_index = input.device().index();
-  gated_launchers_for(input, op).gated(job);
+  launchers_for(input, &Launchers::gated, op).gated(job);
   return out;
 }
 
@@ -152,7 +133,7 @@ at::Tensor gated_backward(const char* op, Gate gate, const at::Tensor& grad_outp
   Gated job{gate, Pass::Backward, input.scalar_type(), s.outer, s.half, {grad_input.mutable_data_ptr(), nullptr},
             {go.const_data_ptr(), x.const_data_ptr(), nullptr}};
   job.device_index = input.device().index();
-  gated_launchers_for(input, op).gated(job);
+  launchers_for(input, &Launchers::gated, op).gated(job);
   return grad_input;
 }
 
@@ -181,7 +162,7 @@ std::tuple<at::Tensor, at::Tensor> gated_double_backward(const char* op, Gate ga
             {d_grad_output.mutable_data_ptr(), d_input.mutable_data_ptr()},
             {gg.const_data_ptr(), go.const_data_ptr(), x.const_data_ptr()}};
   job.device_index = input.device().index();
-  gated_launchers_for(input, op).gated(job);
+  launchers_for(input, &Launchers::gated, op).gated(job);
   return {d_grad_output, d_input};
 }
 

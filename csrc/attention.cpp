@@ -19,23 +19,10 @@
 
 namespace torch_ops::attention {
 
-Launchers& launchers(c10::DeviceType device) {
-  static Launchers cpu, cuda, none;
-  if (device == c10::DeviceType::CPU) return cpu;
-  if (device == c10::DeviceType::CUDA) return cuda;
-  return none;
-}
-
 namespace {
 
 constexpr const char* kOp = "scaled_dot_product_attention";
 using OptT = std::optional<at::Tensor>;
-
-const Launchers& launchers_for(const at::Tensor& t) {
-  const Launchers& l = launchers(t.device().type());
-  TORCH_CHECK(l.forward != nullptr, "torch_ops.", kOp, ": no kernel for device ", t.device());
-  return l;
-}
 
 at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
@@ -150,7 +137,7 @@ std::tuple<at::Tensor, at::Tensor> attention_forward(const at::Tensor& q, const 
   job.v = vc.const_data_ptr();
   job.out = out.mutable_data_ptr();
   job.lse = lse.mutable_data_ptr();
-  launchers_for(q).forward(job);
+  launchers_for(q, &Launchers::forward, kOp).forward(job);
   return {out, lse};
 }
 
@@ -201,7 +188,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_backward(
     job.grad_k = gk.defined() ? gk.mutable_data_ptr() : nullptr;
     job.grad_v = gv.defined() ? gv.mutable_data_ptr() : nullptr;
     job.grad_mask = gs.defined() ? gs.mutable_data_ptr() : nullptr;
-    launchers_for(q).backward(job);
+    launchers_for(q, &Launchers::backward, kOp).backward(job);
   } else {  // an empty problem: every gradient is 0
     for (at::Tensor* g : {&gq, &gk, &gv, &gs})
       if (g->defined()) g->zero_();

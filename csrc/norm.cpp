@@ -16,23 +16,10 @@
 
 namespace torch_ops::norm {
 
-Launchers& launchers(c10::DeviceType device) {
-  static Launchers cpu, cuda, none;
-  if (device == c10::DeviceType::CPU) return cpu;
-  if (device == c10::DeviceType::CUDA) return cuda;
-  return none;
-}
-
 namespace {
 
 bool is_reduced(at::ScalarType t) { return t == at::kHalf || t == at::kBFloat16; }
 at::ScalarType opmath_of(at::ScalarType t) { return is_reduced(t) ? at::kFloat : t; }
-
-const Launchers& launchers_for(const at::Tensor& t, const char* op) {
-  const Launchers& l = launchers(t.device().type());
-  TORCH_CHECK(l.forward != nullptr, "torch_ops.", op, ": no kernel for device ", t.device());
-  return l;
-}
 
 struct Shape {
   int64_t axis;  // first normalised dimension
@@ -137,7 +124,7 @@ FwdOut forward_impl(const char* op, bool rms, const at::Tensor& input, const at:
               rms ? nullptr : o.mean.mutable_data_ptr(),
               o.rstd.mutable_data_ptr()};
   job.device_index = input.device().index();
-  launchers_for(input, op).forward(job);
+  launchers_for(input, &Launchers::forward, op).forward(job);
   return o;
 }
 
@@ -258,7 +245,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_backward(
                want_db ? pb.mutable_data_ptr() : nullptr,
                block_rows};
   job.device_index = input.device().index();
-  launchers_for(input, op).backward(job);
+  launchers_for(input, &Launchers::backward, op).backward(job);
   if (!rms && s.N == 1 && want_dx) {
     // A one-element row layer-normalises to 0 whatever its value: the input gradient is
     // exactly grad_extra. (The kernels' formula rstd * (g - mean(g) - ...) cancels to a

@@ -17,20 +17,7 @@
 
 namespace torch_ops::softmax {
 
-Launchers& launchers(c10::DeviceType device) {
-  static Launchers cpu, cuda, none;
-  if (device == c10::DeviceType::CPU) return cpu;
-  if (device == c10::DeviceType::CUDA) return cuda;
-  return none;
-}
-
 namespace {
-
-const Launchers& launchers_for(const at::Tensor& t, const char* op) {
-  const Launchers& l = launchers(t.device().type());
-  TORCH_CHECK(l.rows != nullptr, "torch_ops.", op, ": no kernel for device ", t.device());
-  return l;
-}
 
 // The accumulation dtype of the statistics: float, or double for float64 inputs.
 at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
@@ -61,7 +48,7 @@ at::Tensor rows_op(const char* op, RowOp rop, const at::Tensor& a, const char* a
   Rows job{rop, a.scalar_type(), A.numel() / cols, cols, out.mutable_data_ptr(),
            {A.const_data_ptr(), b ? B.const_data_ptr() : nullptr}};
   job.device_index = a.device().index();
-  launchers_for(a, op).rows(job);
+  launchers_for(a, &Launchers::rows, op).rows(job);
   return last ? out : out.movedim(-1, d).contiguous();
 }
 
@@ -230,7 +217,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cross_entropy_forward
     job.log_sum = log_sum.mutable_data_ptr();
     job.loss = loss_rows.mutable_data_ptr();
     job.row_weight = row_weight.mutable_data_ptr();
-    launchers_for(input, op).cross_entropy(job);
+    launchers_for(input, &Launchers::cross_entropy, op).cross_entropy(job);
   }
   if (reduction == at::Reduction::None)
     return {loss_rows.to(input.scalar_type()).view(ce.none_shape), row_max, log_sum, at::empty({0}, acc)};
@@ -285,7 +272,7 @@ at::Tensor cross_entropy_backward(const at::Tensor& grad_output, const at::Tenso
     job.log_sum = const_cast<void*>(l.const_data_ptr());
     job.scale = scale.const_data_ptr();
     job.grad = grad.mutable_data_ptr();
-    launchers_for(input, op).cross_entropy(job);
+    launchers_for(input, &Launchers::cross_entropy, op).cross_entropy(job);
   }
   if (input.dim() <= 2) return grad.view(input.sizes());
   std::vector<int64_t> moved(input.sizes().begin(), input.sizes().end());
@@ -428,7 +415,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_cross_entropy_
   at::Tensor gb = mask[2] ? at::zeros({V}, input.options().dtype(reduced ? at::kFloat : dtype)) : at::Tensor();
   at::Tensor buffer = N > 0 ? empty_output({chunk, V}, input.options()) : at::Tensor();
   at::Tensor buffer_acc;  // the chunk's logit gradients in float, for float16/bfloat16 accumulation
-  const auto& launch = launchers_for(input, op);
+  const auto& launch = launchers_for(input, &Launchers::cross_entropy, op);
   for (int64_t start = 0; start < N; start += chunk) {
     const int64_t n = std::min(chunk, N - start);
     auto buf = buffer.narrow(0, 0, n);

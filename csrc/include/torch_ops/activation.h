@@ -26,6 +26,7 @@
 #include <tuple>
 
 #include "torch_ops/cpu_isa.h"
+#include "torch_ops/launchers.h"
 
 namespace torch {
 class Library;
@@ -77,7 +78,7 @@ struct Launchers {
   PointwiseLauncher pointwise = nullptr;
   GatedLauncher gated = nullptr;
 };
-Launchers& launchers(c10::DeviceType device);
+inline Launchers& launchers(c10::DeviceType device) { return device_launchers<Launchers>(device); }
 
 // Registers the host code below as the kernels of every activation op, for the backend
 // whose TORCH_LIBRARY_IMPL block calls it (CPU, CUDA).

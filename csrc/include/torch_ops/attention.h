@@ -32,6 +32,7 @@
 #include <tuple>
 
 #include "torch_ops/cpu_isa.h"
+#include "torch_ops/launchers.h"
 
 namespace torch {
 class Library;
@@ -74,7 +75,7 @@ struct Launchers {
   ForwardLauncher forward = nullptr;
   BackwardLauncher backward = nullptr;
 };
-Launchers& launchers(c10::DeviceType device);
+inline Launchers& launchers(c10::DeviceType device) { return device_launchers<Launchers>(device); }
 
 // Registers the host code below for the backend whose TORCH_LIBRARY_IMPL calls it.
 void register_kernels(torch::Library& m);

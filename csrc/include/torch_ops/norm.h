@@ -28,6 +28,7 @@
 #include <tuple>
 
 #include "torch_ops/cpu_isa.h"
+#include "torch_ops/launchers.h"
 
 namespace torch {
 class Library;
@@ -99,7 +100,7 @@ struct Launchers {
   ForwardLauncher forward = nullptr;
   BackwardLauncher backward = nullptr;
 };
-Launchers& launchers(c10::DeviceType device);
+inline Launchers& launchers(c10::DeviceType device) { return device_launchers<Launchers>(device); }
 
 void register_kernels(torch::Library& m);
 

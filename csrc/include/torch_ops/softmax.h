@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "torch_ops/cpu_isa.h"
+#include "torch_ops/launchers.h"
 
 namespace torch {
 class Library;
@@ -91,7 +92,7 @@ struct Launchers {
   RowsLauncher rows = nullptr;
   CrossEntropyLauncher cross_entropy = nullptr;
 };
-Launchers& launchers(c10::DeviceType device);
+inline Launchers& launchers(c10::DeviceType device) { return device_launchers<Launchers>(device); }
 
 // Registers the host code below for the backend whose TORCH_LIBRARY_IMPL calls it.
 void register_kernels(torch::Library& m);
