@@ -335,12 +335,13 @@ def test_only_one_output_used():
 
 @pytest.mark.parametrize("device", ALL_DEVICES)
 @pytest.mark.parametrize("name", list(OPS_TABLE))
-def test_param_grads_bitwise_deterministic(device, name):
+@pytest.mark.parametrize("m,n", [(517, 99), (37, 16411)], ids=["short-rows", "long-rows"])
+def test_param_grads_bitwise_deterministic(device, name, m, n):
     """Weight/bias gradients are bitwise identical run to run, and for 1 or 2 threads."""
     torch.manual_seed(0)
     ours, _, _, _ = OPS_TABLE[name]
-    args = _args(name, (517, 99), (99,), device, torch.float32)
-    gy = torch.randn(517, 99, device=device)
+    args = _args(name, (m, n), (n,), device, torch.float32)
+    gy = torch.randn(m, n, device=device)
     params = _tensors(args)[-2:] if OPS_TABLE[name][3] else _tensors(args)[-1:]
 
     def grads():
@@ -365,7 +366,7 @@ def test_param_grads_bitwise_deterministic(device, name):
 # (N = 1 or 2 is left out here: layer_norm's output is then constant (0 or +-1), its true
 # input gradient zero, and any float32 implementation returns rounding noise scaled by
 # rstd; gradcheck covers small rows in float64.)
-@pytest.mark.parametrize("n", [3, 7, 16, 33, 64, 100, 1031])
+@pytest.mark.parametrize("n", [3, 7, 16, 33, 64, 100, 1031, 16411])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_kernel_paths_every_isa(n, dtype, cpu_isa):
     """Every instruction-set variant, vector body and tails, against torch."""

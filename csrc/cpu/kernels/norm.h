@@ -47,9 +47,11 @@ inline T lane_sum(const Vec& v) {
   return s;
 }
 
-// Elements per chunk of layer_norm's statistics: small enough to stay in L1 between the
-// chunk's two passes.
+// Elements per chunk of layer_norm's statistics (and of the backward's column chunks on
+// long rows): small enough to stay in L1 between two passes.
 constexpr int64_t kChunk = 2048;
+// Rows at least this long take the backward's long-row path.
+constexpr int64_t kLongRow = 16384;
 
 // sum_j f(p[j]) over n elements in the opmath type: four vector accumulators (enough
 // independent adds in flight to run at load speed), combined in a fixed order.
@@ -312,6 +314,122 @@ void norm_backward_impl(const norm::Backward& job) {
     constexpr bool kW = decltype(has_w)::value, kP = decltype(has_partials)::value;
     // Blocks per task: enough elements that a small problem runs inline (no thread wake-up).
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, BR * N));
+    if (N >= kLongRow) {
+      // Long rows (a row of x and dy does not stay in L2 between two passes): first the
+      // two row sums of every row of the block (one pass over x, dy), then the block
+      // column chunk by column chunk: grad_input and the weight/bias partial rows of the
+      // chunk, which stay in L1 across the block's rows (read and written once per block,
+      // not once per row). The partial rows add the rows in the same order as below.
+      at::parallel_for(0, blocks, 1, [&](int64_t kb, int64_t ke) {
+        std::vector<opmath_t> cgs(BR), cgxs(BR);
+        for (int64_t blk = kb; blk < ke; ++blk) {
+          const int64_t r0 = blk * BR, r1 = std::min(M, r0 + BR);
+          if (DX) {
+            for (int64_t i = r0; i < r1; ++i) {
+              const scalar_t* x = X + i * N;
+              const scalar_t* dy = DY + i * N;
+              const opmath_t mean = rms ? opmath_t(0) : Mean[i], rstd = Rstd[i];
+              const Vec vm(mean), vr(rstd);
+              const Vec zero(opmath_t(0));
+              Vec sg0 = zero, sg1 = zero, sgx0 = zero, sgx1 = zero;
+              opmath_t tg = 0, tgx = 0;
+              int64_t j = 0;
+              for (; j + W <= N; j += W) {
+                Vec x0, x1, g0, g1;
+                nload2(x + j, x0, x1);
+                nload2(dy + j, g0, g1);
+                if constexpr (kW) {
+                  Vec w0, w1;
+                  nload2(Wt + j, w0, w1);
+                  g0 = g0 * w0;
+                  g1 = g1 * w1;
+                }
+                sg0 += g0;
+                sg1 += g1;
+                sgx0 = at::vec::fmadd(g0, math::norm_xhat(x0, vm, vr), sgx0);
+                sgx1 = at::vec::fmadd(g1, math::norm_xhat(x1, vm, vr), sgx1);
+              }
+              for (; j < N; ++j) {
+                opmath_t g = static_cast<opmath_t>(dy[j]);
+                if constexpr (kW) g = g * static_cast<opmath_t>(Wt[j]);
+                tg += g;
+                tgx += g * math::norm_xhat(static_cast<opmath_t>(x[j]), mean, rstd);
+              }
+              cgs[i - r0] = rms ? opmath_t(0) : (lane_sum<opmath_t>(sg0 + sg1) + tg) * inv_n;
+              cgxs[i - r0] = (lane_sum<opmath_t>(sgx0 + sgx1) + tgx) * inv_n;
+            }
+          }
+          opmath_t* pw = PW ? PW + blk * N : nullptr;
+          opmath_t* pb = PB ? PB + blk * N : nullptr;
+          for (int64_t c0 = 0; c0 < N; c0 += kChunk) {
+            const int64_t c1 = std::min(N, c0 + kChunk);
+            for (int64_t i = r0; i < r1; ++i) {
+              const bool first = i == r0;
+              const scalar_t* x = X + i * N;
+              const scalar_t* dy = DY + i * N;
+              scalar_t* dx = DX ? DX + i * N : nullptr;
+              const scalar_t* ex = EX ? EX + i * N : nullptr;
+              const opmath_t mean = rms ? opmath_t(0) : Mean[i], rstd = Rstd[i];
+              const opmath_t c_g = DX ? cgs[i - r0] : opmath_t(0), c_gx = DX ? cgxs[i - r0] : opmath_t(0);
+              const Vec vm(mean), vr(rstd), vcg(c_g), vcgx(c_gx);
+              const auto partial = [&](opmath_t* p, int64_t j, const Vec& v0, const Vec& v1) {
+                if (first) {
+                  v0.store(p + j);
+                  v1.store(p + j + Vec::size());
+                } else {
+                  (Vec::loadu(p + j) + v0).store(p + j);
+                  (Vec::loadu(p + j + Vec::size()) + v1).store(p + j + Vec::size());
+                }
+              };
+              int64_t j = c0;
+              for (; j + W <= c1; j += W) {
+                Vec x0, x1, d0, d1;
+                nload2(x + j, x0, x1);
+                nload2(dy + j, d0, d1);
+                const Vec h0 = math::norm_xhat(x0, vm, vr), h1 = math::norm_xhat(x1, vm, vr);
+                if constexpr (kP) {
+                  if (pw) partial(pw, j, d0 * h0, d1 * h1);
+                  if (pb) partial(pb, j, d0, d1);
+                }
+                if (dx) {
+                  if constexpr (kW) {
+                    Vec w0, w1;
+                    nload2(Wt + j, w0, w1);
+                    d0 = d0 * w0;
+                    d1 = d1 * w1;
+                  }
+                  Vec o0 = math::norm_grad_input(d0, h0, vr, vcg, vcgx);
+                  Vec o1 = math::norm_grad_input(d1, h1, vr, vcg, vcgx);
+                  if (ex) {
+                    Vec e0, e1;
+                    nload2(ex + j, e0, e1);
+                    o0 = o0 + e0;
+                    o1 = o1 + e1;
+                  }
+                  nstore2(dx + j, o0, o1);
+                }
+              }
+              for (; j < c1; ++j) {
+                const opmath_t d = static_cast<opmath_t>(dy[j]);
+                const opmath_t h = math::norm_xhat(static_cast<opmath_t>(x[j]), mean, rstd);
+                if constexpr (kP) {
+                  if (pw) pw[j] = first ? d * h : pw[j] + d * h;
+                  if (pb) pb[j] = first ? d : pb[j] + d;
+                }
+                if (dx) {
+                  opmath_t g = d;
+                  if constexpr (kW) g = g * static_cast<opmath_t>(Wt[j]);
+                  opmath_t o = math::norm_grad_input(g, h, rstd, c_g, c_gx);
+                  if (ex) o = o + static_cast<opmath_t>(ex[j]);
+                  dx[j] = static_cast<scalar_t>(o);
+                }
+              }
+            }
+          }
+        }
+      });
+      return;
+    }
     at::parallel_for(0, blocks, grain, [&](int64_t kb, int64_t ke) {
       for (int64_t blk = kb; blk < ke; ++blk) {
         const int64_t r0 = blk * BR, r1 = std::min(M, r0 + BR);
