@@ -47,91 +47,25 @@
 #include "torch_ops/attention.h"
 #include "torch_ops/attention_math.h"
 #include "torch_ops/softmax_math.h"
+#include "attention_common.cuh"
 
 namespace torch_ops::attention {
 namespace {
 
-constexpr int kWarpSize = 32;
 constexpr int kWarps = 8;                      // rows per block (one per warp)
 constexpr int kThreads = kWarps * kWarpSize;   // 256
 constexpr int kTile = kWarpSize;               // rows of a shared-memory tile: one per lane
-constexpr unsigned kFull = 0xffffffffu;
-constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride beyond
 
 // The widest head-dimension chunk: 128 columns (64 for double, so that the tiles of the
 // backward stay under 48 KiB of static shared memory).
 template <typename scalar_t>
 constexpr int kMaxChunk = sizeof(at::opmath_type<scalar_t>) > 4 ? 64 : 128;
 
-template <typename T, int N>
-struct alignas(sizeof(T) * N) Pack {
-  T v[N];
-};
-
-// Everything a kernel reads, with typed pointers (unused ones are nullptr).
-template <typename scalar_t>
-struct Args {
-  using acc_t = at::opmath_type<scalar_t>;
-  int64_t B, H, Hk, L, S, E, Ev;
-  acc_t scale;
-  bool causal;
-  double dropout_p;     // > 0: dropout
-  acc_t dropout_scale;  // 1 / (1 - p)
-  uint64_t seed;
-  const acc_t* mask;
-  int64_t mask_sb, mask_sh, mask_sl;
-  const scalar_t *q, *k, *v, *out_in, *grad_out;
-  const acc_t *lse_in, *delta;
-  scalar_t* out;
-  acc_t* lse;
-  scalar_t *grad_q, *grad_k, *grad_v;
-  acc_t* grad_mask;
-  bool vec_qk;  // q and k rows may be read with 16-byte loads
-  bool vec_v;   // v and grad_out rows likewise
-};
-
-__host__ __device__ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// a / b and a % b for a >= 0, b > 0 (the block's coordinates): 32-bit when both fit, as a
-// 64-bit division is a slow subroutine call on the device.
-struct DivMod {
-  int64_t q, r;
-};
-__device__ __forceinline__ DivMod divmod(int64_t a, int64_t b) {
-  if (((a | b) >> 32) == 0) {
-    const uint32_t q = static_cast<uint32_t>(a) / static_cast<uint32_t>(b);
-    return {q, a - int64_t(q) * b};
-  }
-  return {a / b, a % b};
-}
-
 // Chunks of kD columns for a dimension of n (at least one, so that a zero-size head
 // dimension still runs the loops once, on zeros).
 template <int kD>
 __device__ __forceinline__ int num_chunks(int64_t n) {
   return static_cast<int>(std::max<int64_t>(1, ceil_div(n, kD)));
-}
-
-// A max that returns nan when either side is nan, so that a warp reduction gives every lane
-// the same value (the branch on it below is warp-uniform).
-template <typename T>
-__device__ __forceinline__ T nan_max(T a, T b) {
-  return (a > b || a != a) ? a : b;
-}
-
-template <typename T>
-__device__ __forceinline__ T warp_max(T v) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v = nan_max(v, __shfl_xor_sync(kFull, v, off));
-  return v;
-}
-
-// Butterfly sum: every lane ends with the same bits (addition is commutative).
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(kFull, v, off);
-  return v;
 }
 
 // dst[r][c] = src[(r0 + r) * cols + c0 + c] for r < kTile, c < kD, converted to acc_t; 0
@@ -177,26 +111,6 @@ __device__ __forceinline__ acc_t dot(const acc_t* x, const acc_t* y) {
   acc_t s = 0;
 #pragma unroll
   for (int e = 0; e < kD; ++e) s += x[e] * y[e];
-  return s;
-}
-
-// keep_ij / (1 - p) for element (row, j), row = (b * H + h) * L + i; 1 without dropout.
-template <typename scalar_t>
-__device__ __forceinline__ at::opmath_type<scalar_t> dropout_factor(const Args<scalar_t>& a, int64_t row,
-                                                                    int64_t j) {
-  using acc_t = at::opmath_type<scalar_t>;
-  if (!(a.dropout_p > 0)) return acc_t(1);
-  const uint64_t index = static_cast<uint64_t>(row) * static_cast<uint64_t>(a.S) + static_cast<uint64_t>(j);
-  return math::dropout_keep(a.seed, index, a.dropout_p) ? a.dropout_scale : acc_t(0);
-}
-
-// The score of (b, h, i, j) from dot(q_i, k_j); the caller has checked that it is not masked
-// by causality or bounds.
-template <typename scalar_t>
-__device__ __forceinline__ at::opmath_type<scalar_t> score(const Args<scalar_t>& a, at::opmath_type<scalar_t> qk,
-                                                           int64_t b, int64_t h, int64_t i, int64_t j) {
-  auto s = a.scale * qk;
-  if (a.mask != nullptr) s += a.mask[b * a.mask_sb + h * a.mask_sh + i * a.mask_sl + j];
   return s;
 }
 
@@ -474,9 +388,6 @@ __global__ void __launch_bounds__(kThreads) grad_kv_kernel(const Args<scalar_t> 
 }
 
 // ------------------------------------------------------------------------------ launchers
-bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-unsigned grid_for(int64_t blocks) { return static_cast<unsigned>(std::min(blocks, kMaxBlocks)); }
 
 // Calls f with the head-dimension chunk kD (std::integral_constant): the smallest of 32, 64,
 // 128 that holds max(E, Ev), else the widest (several chunks).
@@ -492,43 +403,13 @@ void with_chunk(int64_t E, int64_t Ev, F&& f) {
   }
 }
 
-template <typename scalar_t>
-Args<scalar_t> make_args(const Problem& job) {
-  using acc_t = at::opmath_type<scalar_t>;
-  Args<scalar_t> a{};
-  a.B = job.B;
-  a.H = job.H;
-  a.Hk = job.Hk;
-  a.L = job.L;
-  a.S = job.S;
-  a.E = job.E;
-  a.Ev = job.Ev;
-  a.scale = static_cast<acc_t>(job.scale);
-  a.causal = job.causal;
-  a.dropout_p = job.dropout_p;
-  a.dropout_scale = job.dropout_p > 0 ? static_cast<acc_t>(1.0 / (1.0 - job.dropout_p)) : acc_t(1);
-  a.seed = job.seed;
-  a.mask = static_cast<const acc_t*>(job.mask);
-  a.mask_sb = job.mask_sb;
-  a.mask_sh = job.mask_sh;
-  a.mask_sl = job.mask_sl;
-  return a;
-}
-
-template <typename scalar_t>
-bool vec_ok(int64_t cols, std::initializer_list<const void*> ptrs) {
-  constexpr int kVec = 16 / sizeof(scalar_t);
-  if (cols % kVec != 0) return false;
-  for (const void* p : ptrs)
-    if (!aligned16(p)) return false;
-  return true;
-}
 
 void forward_cuda(const Forward& job) {
   if (job.B * job.H * job.L == 0) return;
   TORCH_CHECK(job.Hk > 0 && job.H % job.Hk == 0, "torch_ops.attention: expected the query heads (", job.H,
               ") to be a multiple of the key/value heads (", job.Hk, ")");
   const c10::cuda::CUDAGuard guard(job.device_index);
+  if (forward_tensor_core(job)) return;
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, job.dtype, "torch_ops.attention", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -556,6 +437,7 @@ void backward_cuda(const Backward& job) {
   TORCH_CHECK(job.Hk > 0 && job.H % job.Hk == 0, "torch_ops.attention_backward: expected the query heads (", job.H,
               ") to be a multiple of the key/value heads (", job.Hk, ")");
   const c10::cuda::CUDAGuard guard(job.device_index);
+  if (backward_tensor_core(job)) return;
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, job.dtype, "torch_ops.attention_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
