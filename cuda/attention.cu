@@ -2,8 +2,11 @@
 // (FlashAttention-2 scheme: the L x S scores are never stored, except as the optional
 // grad_mask output). The math shared with the CPU kernels is torch_ops/attention_math.h
 // (dropout hash, probability from the log-sum-exp, score gradient) and
-// torch_ops/softmax_math.h (online max / sum merge); this file holds the indexing, the
-// memory movement and the launches. This is the simple path (no tensor cores).
+// torch_ops/softmax_math.h (online max / sum merge); the helpers both CUDA paths use are
+// cuda/attention_common.cuh; this file holds the indexing, the memory movement and the
+// launches of the simple path (no tensor cores): every dtype and head dimension. float16 /
+// bfloat16 with head dimensions that are multiples of 8 up to 128 on compute capability 8.0+
+// go to the tensor-core path first (cuda/attention_tc.cu); the rest comes here.
 //
 // Layout shared by the three main kernels: a block of kWarps = 8 warps, one row per warp;
 // tiles of kTile = 32 rows of the "other" side (keys for forward / grad_q, queries for
@@ -19,8 +22,12 @@
 //     memory, read as a broadcast; the K tile has a padded stride: conflict-free), the warp
 //     merges the tile into the row's online (max, sum), then each lane accumulates its
 //     kD / 32 output columns (registers) over the 32 keys (weights broadcast by shuffle).
-//     Ev > kD: one pass per kD columns of the output (scores recomputed).
-//   * delta_kernel: D_i = dot(grad_out_i, out_i), a warp per row, into a scratch buffer.
+//     Ev > kD: one pass per kD columns of the output (scores recomputed). With kDelta it
+//     is the backward's D pass for float16 / bfloat16: the probabilities from the saved lse,
+//     O_i in float, D_i = dot(grad_out_i, O_i) (the output rounded to the dtype would make
+//     dp - D cancel: gradients several ulps off).
+//   * delta_kernel: D_i = dot(grad_out_i, out_i) for float / double, a warp per row, into a
+//     scratch buffer.
 //   * grad_q_kernel: a warp per query row, lane per key as above: the score and
 //     dot(grad_out_i, v_j) for each key of the tile, ds, grad_mask (written here, coalesced),
 //     then grad_q's kD / 32 columns per lane accumulated over the tile. E > kD: one pass per
@@ -115,8 +122,12 @@ __device__ __forceinline__ acc_t dot(const acc_t* x, const acc_t* y) {
 }
 
 // ------------------------------------------------------------------------------ forward
-template <typename scalar_t, int kD>
-__global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> a) {
+// kDelta = false: out and lse. kDelta = true (float16 / bfloat16 backward): delta[row] =
+// dot(grad_out_row, O_row) with O recomputed in acc_t from the saved lse (a.lse_in): the
+// output rounded to the dtype would make dp - D cancel.
+template <typename scalar_t, int kD, bool kDelta>
+__global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> a,
+                                                           at::opmath_type<scalar_t>* delta) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kC = kD / kWarpSize;  // output columns per lane in one pass
   constexpr acc_t kNegInf = -std::numeric_limits<acc_t>::infinity();
@@ -140,6 +151,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> 
     const scalar_t* v = a.v + kv * a.S * a.Ev;
     // Keys any row of the block sees: causal rows i < i0 + kWarps see j <= i.
     const int64_t s_end = a.causal ? std::min(a.S, std::min(a.L, i0 + kWarps)) : a.S;
+    const acc_t lse = kDelta && row_ok ? a.lse_in[row] : kNegInf;
+    acc_t d_sum = 0;  // kDelta: the lane's part of dot(grad_out_row, O_row)
     for (int pass = 0; pass < nV; ++pass) {
       math::MaxSum<acc_t> run = math::MaxSum<acc_t>::empty();
       acc_t acc[kC];
@@ -158,6 +171,17 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> 
         }
         acc_t s = kNegInf;
         if (row_ok && j < a.S && !(a.causal && j > i)) s = score(a, qk, b, h, i, j);
+        if constexpr (kDelta) {  // the probabilities from the lse: no rescaling
+          const acc_t pr = math::prob_from_lse(s, lse);
+          const acc_t w = pr != acc_t(0) ? pr * dropout_factor(a, row, j) : acc_t(0);
+#pragma unroll 8
+          for (int r = 0; r < kTile; ++r) {
+            const acc_t wr = __shfl_sync(kFull, w, r);
+#pragma unroll
+            for (int c = 0; c < kC; ++c) acc[c] += wr * v_s[r][lane + c * kWarpSize];
+          }
+          continue;
+        }
         // Merge the tile into the row's (max, sum), relative to the new max m: the tile is
         // (m, sum_j exp(s_j - m)). Skipped while every score so far is -inf (warp-uniform).
         const acc_t m = nan_max(run.max, warp_max(s));
@@ -176,7 +200,14 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> 
           }
         }
       }
-      if (row_ok) {
+      if (kDelta && row_ok) {
+        const scalar_t* g = a.grad_out + row * a.Ev;
+#pragma unroll
+        for (int c = 0; c < kC; ++c) {
+          const int64_t d = int64_t(pass) * kD + lane + c * kWarpSize;
+          if (d < a.Ev) d_sum += static_cast<acc_t>(g[d]) * acc[c];
+        }
+      } else if (!kDelta && row_ok) {
         const bool empty = run.max == kNegInf;  // attends to nothing: out 0, lse -inf
         const acc_t inv = empty ? acc_t(0) : acc_t(1) / run.sum;
         scalar_t* o = a.out + row * a.Ev;
@@ -187,6 +218,10 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> 
         }
         if (pass == 0 && lane == 0) a.lse[row] = empty ? kNegInf : run.max + static_cast<acc_t>(::log(run.sum));
       }
+    }
+    if (kDelta) {
+      d_sum = warp_sum(d_sum);
+      if (row_ok && lane == 0) delta[row] = d_sum;
     }
   }
 }
@@ -423,7 +458,7 @@ void forward_cuda(const Forward& job) {
     a.vec_v = vec_ok<scalar_t>(job.Ev, {job.v});
     const unsigned grid = grid_for(job.B * job.H * ceil_div(job.L, kWarps));
     with_chunk<scalar_t>(job.E, job.Ev, [&](auto chunk) {
-      forward_kernel<scalar_t, decltype(chunk)::value><<<grid, kThreads, 0, stream>>>(a);
+      forward_kernel<scalar_t, decltype(chunk)::value, false><<<grid, kThreads, 0, stream>>>(a, nullptr);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
@@ -454,19 +489,28 @@ void backward_cuda(const Backward& job) {
     a.grad_mask = static_cast<acc_t*>(job.grad_mask);
     a.vec_qk = vec_ok<scalar_t>(job.E, {job.q, job.k});
     a.vec_v = vec_ok<scalar_t>(job.Ev, {job.v, job.grad_out});
-    // D_i = dot(grad_out_i, out_i), read by both gradient kernels.
+    // D_i = dot(grad_out_i, O_i), read by both gradient kernels: from the output for float /
+    // double; for float16 / bfloat16 with O recomputed in float (the rounded output would make
+    // dp - D cancel).
     at::Tensor delta;
     if (rows > 0) {
       delta = at::empty({rows}, at::TensorOptions()
                                     .dtype(c10::CppTypeToScalarType<acc_t>::value)
                                     .device(c10::Device(c10::DeviceType::CUDA, job.device_index)));
       a.delta = delta.data_ptr<acc_t>();
-      delta_kernel<scalar_t><<<grid_for(ceil_div(rows, kWarps)), kThreads, 0, stream>>>(a, delta.data_ptr<acc_t>(),
-                                                                                        rows);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
     with_chunk<scalar_t>(job.E, job.Ev, [&](auto chunk) {
       constexpr int kD = decltype(chunk)::value;
+      if (rows > 0) {
+        if constexpr (std::is_same_v<scalar_t, acc_t>) {
+          delta_kernel<scalar_t><<<grid_for(ceil_div(rows, kWarps)), kThreads, 0, stream>>>(a, delta.data_ptr<acc_t>(),
+                                                                                            rows);
+        } else {
+          forward_kernel<scalar_t, kD, true><<<grid_for(job.B * job.H * ceil_div(job.L, kWarps)), kThreads, 0, stream>>>(
+              a, delta.data_ptr<acc_t>());
+        }
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
       if (rows > 0 && want_q) {
         grad_q_kernel<scalar_t, kD><<<grid_for(job.B * job.H * ceil_div(job.L, kWarps)), kThreads, 0, stream>>>(a);
         C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -20,14 +20,15 @@
 // the element-wise work and write the weights back in the input dtype; the warp then
 // multiplies them into its accumulators. Everything after the tile loads is warp-local, so
 // warps synchronise among themselves only around the loads.
-//   * tc_forward_kernel<kDelta = false>: per query block, the online softmax; the output
-//     accumulator O (64 x kD, float) lives in shared memory, rescaled per row by its lane pair,
-//     and P V is accumulated into it by loading it as an accumulator fragment.
-//   * tc_forward_kernel<kDelta = true>: the backward's D_i = dot(grad_out_i, O_i), with O
-//     recomputed in float from q, k, v and the saved lse (P = exp(s - lse), dropout applied):
-//     the output rounded to float16 / bfloat16 would make dp - D cancel (gradients several ulps
-//     off), as the CPU backward found. O(L) scratch.
-//   * tc_grad_q_kernel: per query block: S = Q K^T and dP = dO V^T per key tile, the score
+//   * tc_forward_kernel: per query block, the online softmax; the output accumulator O
+//     (64 x kD, float) lives in shared memory, rescaled per row by its lane pair, and P V is
+//     accumulated into it by loading it as an accumulator fragment.
+//   * tc_grad_q_kernel<kDelta = true>: the backward's D_i = dot(grad_out_i, O_i) computed as
+//     sum_j P_ij dP_ij z_ij from S = Q K^T and dP = dO V^T (P in float from the saved lse, z
+//     the dropout factor): O in float, as the CPU backward recomputes it. The output rounded
+//     to float16 / bfloat16 (or P rounded for a P V product) would make dp - D cancel:
+//     gradients several ulps off. O(L) scratch.
+//   * tc_grad_q_kernel<kDelta = false>: per query block: S and dP per key tile, the score
 //     gradient dS (and grad_mask, in float), grad_q += dS K in fragment accumulators.
 //   * tc_grad_kv_kernel: per key block of one (b, kv head), looping over the query blocks of
 //     every query head of the group: S^T = K Q^T and dP^T = V dO^T, then grad_v += P^T dO and
@@ -196,10 +197,8 @@ __device__ __forceinline__ void write_strip(const FragC (&acc)[kN], int n, float
 }
 
 // ------------------------------------------------------------------------------ forward
-// kDelta = false: out and lse. kDelta = true: delta[row] = dot(grad_out_row, O_row), O
-// recomputed in float from the saved lse (a.lse_in).
-template <typename scalar_t, int kD, bool kDelta>
-__global__ void __launch_bounds__(kTcThreads) tc_forward_kernel(const Args<scalar_t> a, float* delta) {
+template <typename scalar_t, int kD>
+__global__ void __launch_bounds__(kTcThreads) tc_forward_kernel(const Args<scalar_t> a) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
   using Tl = Tiles<scalar_t, kD>;
   constexpr int kLdH = Tl::kLdH, kLdT = Tl::kLdT, kLdF = Tl::kLdF, kLdO = Tl::kLdO;
@@ -229,7 +228,6 @@ __global__ void __launch_bounds__(kTcThreads) tc_forward_kernel(const Args<scala
     const int64_t kv = b * a.Hk + divmod(h, group).q;
     const scalar_t* k = a.k + kv * a.S * a.E;
     const scalar_t* v = a.v + kv * a.S * a.Ev;
-    const float lse = kDelta && row_ok ? a.lse_in[row] : kNegInf;
     // Keys any row of the block sees: causal rows i < i0 + kBlock see j <= i.
     const int64_t s_end = a.causal ? std::min(a.S, std::min(a.L, i0 + kBlock)) : a.S;
     __syncthreads();  // the previous block's readers of q_s are done
@@ -262,25 +260,20 @@ __global__ void __launch_bounds__(kTcThreads) tc_forward_kernel(const Args<scala
         p[c] = s;
         mx = nan_max(mx, s);
       }
+      // Merge the tile into the row's (max, sum), relative to the new max m (the tile: (m,
+      // sum_j exp(s_j - m))); nothing while every score so far is -inf.
       float alpha = 1.0f;
-      if constexpr (kDelta) {
+      const float m = nan_max(run.max, pair_max(mx));
+      float sum = 0.0f;
 #pragma unroll
-        for (int c = 0; c < kHalfBlock; ++c) p[c] = math::prob_from_lse(p[c], lse);
-      } else {
-        // Merge the tile into the row's (max, sum), relative to the new max m (the tile:
-        // (m, sum_j exp(s_j - m))); nothing while every score so far is -inf.
-        const float m = nan_max(run.max, pair_max(mx));
-        float sum = 0.0f;
-#pragma unroll
-        for (int c = 0; c < kHalfBlock; ++c) {
-          p[c] = m != kNegInf ? static_cast<float>(::exp(p[c] - m)) : 0.0f;  // 0 for a masked score
-          sum += p[c];
-        }
-        sum = pair_sum(sum);
-        if (m != kNegInf) {
-          alpha = ::exp(run.max - m);  // 0 while the row was empty
-          run = math::online_merge(run, math::MaxSum<float>{m, sum});
-        }
+      for (int c = 0; c < kHalfBlock; ++c) {
+        p[c] = m != kNegInf ? static_cast<float>(::exp(p[c] - m)) : 0.0f;  // 0 for a masked score
+        sum += p[c];
+      }
+      sum = pair_sum(sum);
+      if (m != kNegInf) {
+        alpha = ::exp(run.max - m);  // 0 while the row was empty
+        run = math::online_merge(run, math::MaxSum<float>{m, sum});
       }
 #pragma unroll
       for (int c = 0; c < kHalfBlock; ++c) {
@@ -304,36 +297,30 @@ __global__ void __launch_bounds__(kTcThreads) tc_forward_kernel(const Args<scala
       }
       __syncwarp();
     }
-    if constexpr (kDelta) {
-      float d = 0.0f;
-      if (row_ok) {
-        const scalar_t* g = a.grad_out + row * a.Ev;
-        for (int e = half; e < a.Ev; e += 2) d += static_cast<float>(g[e]) * o_s[rr * kLdO + e];
-      }
-      d = pair_sum(d);
-      if (row_ok && half == 0) delta[row] = d;
-    } else {
-      const bool empty = run.max == kNegInf;  // attends to nothing: out 0, lse -inf
-      if (half == 0) {
-        inv_s[rr] = empty ? 0.0f : 1.0f / run.sum;
-        if (row_ok) a.lse[row] = empty ? kNegInf : run.max + static_cast<float>(::log(run.sum));
-      }
-      __syncwarp();
-      // The warp's 16 rows, written by the whole warp along the rows (coalesced).
-      for (int idx = lane; idx < kFrag * a.Ev; idx += kWarpSize) {
-        const int r = idx / static_cast<int>(a.Ev), e = idx % static_cast<int>(a.Ev);
-        const int64_t ii = i0 + wr + r;
-        if (ii < a.L) a.out[(bh * a.L + ii) * a.Ev + e] = static_cast<scalar_t>(o_s[(wr + r) * kLdO + e] * inv_s[wr + r]);
-      }
+    const bool empty = run.max == kNegInf;  // attends to nothing: out 0, lse -inf
+    if (half == 0) {
+      inv_s[rr] = empty ? 0.0f : 1.0f / run.sum;
+      if (row_ok) a.lse[row] = empty ? kNegInf : run.max + static_cast<float>(::log(run.sum));
+    }
+    __syncwarp();
+    // The warp's 16 rows, written by the whole warp along the rows (coalesced).
+    for (int idx = lane; idx < kFrag * a.Ev; idx += kWarpSize) {
+      const int r = idx / static_cast<int>(a.Ev), e = idx % static_cast<int>(a.Ev);
+      const int64_t ii = i0 + wr + r;
+      if (ii < a.L) a.out[(bh * a.L + ii) * a.Ev + e] = static_cast<scalar_t>(o_s[(wr + r) * kLdO + e] * inv_s[wr + r]);
     }
   }
 #endif
 }
 
 // ----------------------------------------------------------------------------- backward
-// grad_q (dS K, times the scale) and grad_mask (dS): per query block, looping over key tiles.
-template <typename scalar_t, int kD>
-__global__ void __launch_bounds__(kTcThreads) tc_grad_q_kernel(const Args<scalar_t> a) {
+// Per query block, looping over key tiles: S = Q K^T and dP = dO V^T (float), then
+//   kDelta = true: delta[row] = D_i = sum_j P_ij dP_ij z_ij (z: the dropout factor), which is
+//     dot(grad_out_i, O_i) with O in float: neither the output rounded to the dtype nor P
+//     rounded for a P V product enters it, so dp - D does not cancel into rounding noise;
+//   kDelta = false: grad_q (dS K, times the scale) and grad_mask (dS), dS = P (dP z - D).
+template <typename scalar_t, int kD, bool kDelta>
+__global__ void __launch_bounds__(kTcThreads) tc_grad_q_kernel(const Args<scalar_t> a, float* delta) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
   using Tl = Tiles<scalar_t, kD>;
   constexpr int kLdH = Tl::kLdH, kLdT = Tl::kLdT, kLdF = Tl::kLdF;
@@ -364,7 +351,8 @@ __global__ void __launch_bounds__(kTcThreads) tc_grad_q_kernel(const Args<scalar
     const scalar_t* k = a.k + kv * a.S * a.E;
     const scalar_t* v = a.v + kv * a.S * a.Ev;
     const float lse = row_ok ? a.lse_in[row] : kNegInf;
-    const float D = row_ok ? a.delta[row] : 0.0f;
+    const float D = !kDelta && row_ok ? a.delta[row] : 0.0f;
+    float d_sum = 0.0f;  // kDelta: the lane's part of D
     const int64_t s_end = a.causal ? std::min(a.S, std::min(a.L, i0 + kBlock)) : a.S;
     __syncthreads();
     load_block<kD>(q_s, a.q + bh * a.L * a.E, a.L, a.E, i0, a.vec_qk);
@@ -396,19 +384,31 @@ __global__ void __launch_bounds__(kTcThreads) tc_grad_q_kernel(const Args<scalar
         float ds = 0.0f;
         if (row_ok && j < a.S && !(a.causal && j > i)) {
           const float p = math::prob_from_lse(score(a, s_s[rr * kLdF + col], b, h, i, j), lse);
-          ds = math::score_grad(p, dp_s[rr * kLdF + col] * dropout_factor(a, row, j), D);
+          const float dp = dp_s[rr * kLdF + col] * dropout_factor(a, row, j);
+          if constexpr (kDelta) {
+            d_sum += p * dp;
+          } else {
+            ds = math::score_grad(p, dp, D);
+          }
         }
-        ds_s[rr * kLdT + col] = static_cast<scalar_t>(ds);
-        if (a.grad_mask != nullptr && row_ok && j < a.S) a.grad_mask[row * a.S + j] = ds;
+        if constexpr (!kDelta) {
+          ds_s[rr * kLdT + col] = static_cast<scalar_t>(ds);
+          if (a.grad_mask != nullptr && row_ok && j < a.S) a.grad_mask[row * a.S + j] = ds;
+        }
       }
       __syncwarp();
-      if (a.grad_q != nullptr) {
+      if (!kDelta && a.grad_q != nullptr) {
 #pragma unroll
         for (int f = 0; f < kSteps; ++f)
           if (f < nE)
             product<scalar_t, FragB<scalar_t>, kBlock / kFrag>(dq[f], ds_s + wr * kLdT, kLdT, k_s + f * kFrag, kLdH,
                                                                 kBlock / kFrag);
       }
+    }
+    if constexpr (kDelta) {
+      d_sum = pair_sum(d_sum);
+      if (row_ok && half == 0) delta[row] = d_sum;
+      continue;
     }
     // Causal: the keys past the block's last tile get no gradient.
     if (a.grad_mask != nullptr && row_ok)
@@ -571,8 +571,8 @@ bool forward_tc(const Forward& job) {
     a.lse = static_cast<float*>(job.lse);
     a.vec_qk = vec_ok<scalar_t>(job.E, {job.q, job.k});
     a.vec_v = vec_ok<scalar_t>(job.Ev, {job.v});
-    launch_tc(&tc_forward_kernel<scalar_t, kD, false>, job.B * job.H * ceil_div(job.L, kBlock),
-              Tiles<scalar_t, kD>::kForward, at::cuda::getCurrentCUDAStream(), a, static_cast<float*>(nullptr));
+    launch_tc(&tc_forward_kernel<scalar_t, kD>, job.B * job.H * ceil_div(job.L, kBlock), Tiles<scalar_t, kD>::kForward,
+              at::cuda::getCurrentCUDAStream(), a);
     done = true;
   });
   return done;
@@ -601,18 +601,19 @@ bool backward_tc(const Backward& job) {
     const int64_t rows = job.B * job.H * job.L;
     const bool want_q = job.grad_q != nullptr || job.grad_mask != nullptr;
     const bool want_kv = (job.grad_k != nullptr || job.grad_v != nullptr) && job.B * job.Hk * job.S > 0;
-    // D_i = dot(grad_out_i, O_i), O recomputed in float; read by both gradient kernels.
+    // D_i = dot(grad_out_i, O_i) in float (tc_grad_q_kernel<kDelta>), read by both gradient kernels.
     at::Tensor delta;
     if (rows > 0) {
       delta = at::empty({rows}, at::TensorOptions()
                                     .dtype(at::kFloat)
                                     .device(c10::Device(c10::DeviceType::CUDA, job.device_index)));
       a.delta = delta.data_ptr<float>();
-      launch_tc(&tc_forward_kernel<scalar_t, kD, true>, job.B * job.H * ceil_div(job.L, kBlock), Tl::kForward,
-                stream, a, delta.data_ptr<float>());
+      launch_tc(&tc_grad_q_kernel<scalar_t, kD, true>, job.B * job.H * ceil_div(job.L, kBlock), Tl::kGradQ, stream, a,
+                delta.data_ptr<float>());
     }
     if (rows > 0 && want_q)
-      launch_tc(&tc_grad_q_kernel<scalar_t, kD>, job.B * job.H * ceil_div(job.L, kBlock), Tl::kGradQ, stream, a);
+      launch_tc(&tc_grad_q_kernel<scalar_t, kD, false>, job.B * job.H * ceil_div(job.L, kBlock), Tl::kGradQ, stream,
+                a, static_cast<float*>(nullptr));
     if (want_kv)
       launch_tc(&tc_grad_kv_kernel<scalar_t, kD>, job.B * job.Hk * ceil_div(job.S, kBlock), Tl::kGradKV, stream, a);
     done = true;
