@@ -35,7 +35,7 @@
 //     grad_k += dS^T Q in fragment accumulators.
 // No atomics: every output element is written by one thread, sums run in a fixed order, so
 // the results are deterministic. The tiles need more than the 48 KiB of static shared memory
-// (about 113-124 KiB at kD = 128): dynamic shared memory, with the kernel's limit raised by
+// (110-121 KiB at kD = 128): dynamic shared memory, with the kernel's limit raised by
 // cudaFuncSetAttribute, and the path is skipped on a device whose opt-in limit is smaller.
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
