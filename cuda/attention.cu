@@ -2,8 +2,11 @@
 // (FlashAttention-2 scheme: the L x S scores are never stored, except as the optional
 // grad_mask output). The math shared with the CPU kernels is torch_ops/attention_math.h
 // (dropout hash, probability from the log-sum-exp, score gradient) and
-// torch_ops/softmax_math.h (online max / sum merge); this file holds the indexing, the
-// memory movement and the launches. This is the simple path (no tensor cores).
+// torch_ops/softmax_math.h (online max / sum merge); the helpers both CUDA paths use are
+// cuda/attention_common.cuh; this file holds the indexing, the memory movement and the
+// launches of the simple path (no tensor cores): every dtype and head dimension. float16 /
+// bfloat16 with head dimensions that are multiples of 8 up to 128 on compute capability 8.0+
+// go to the tensor-core path first (cuda/attention_tc.cu); the rest comes here.
 //
 // Layout shared by the three main kernels: a block of kWarps = 8 warps, one row per warp;
 // tiles of kTile = 32 rows of the "other" side (keys for forward / grad_q, queries for
@@ -19,8 +22,12 @@
 //     memory, read as a broadcast; the K tile has a padded stride: conflict-free), the warp
 //     merges the tile into the row's online (max, sum), then each lane accumulates its
 //     kD / 32 output columns (registers) over the 32 keys (weights broadcast by shuffle).
-//     Ev > kD: one pass per kD columns of the output (scores recomputed).
-//   * delta_kernel: D_i = dot(grad_out_i, out_i), a warp per row, into a scratch buffer.
+//     Ev > kD: one pass per kD columns of the output (scores recomputed). With kDelta it
+//     is the backward's D pass for float16 / bfloat16: the probabilities from the saved lse,
+//     O_i in float, D_i = dot(grad_out_i, O_i) (the output rounded to the dtype would make
+//     dp - D cancel: gradients several ulps off).
+//   * delta_kernel: D_i = dot(grad_out_i, out_i) for float / double, a warp per row, into a
+//     scratch buffer.
 //   * grad_q_kernel: a warp per query row, lane per key as above: the score and
 //     dot(grad_out_i, v_j) for each key of the tile, ds, grad_mask (written here, coalesced),
 //     then grad_q's kD / 32 columns per lane accumulated over the tile. E > kD: one pass per
@@ -47,91 +54,25 @@
 #include "torch_ops/attention.h"
 #include "torch_ops/attention_math.h"
 #include "torch_ops/softmax_math.h"
+#include "attention_common.cuh"
 
 namespace torch_ops::attention {
 namespace {
 
-constexpr int kWarpSize = 32;
 constexpr int kWarps = 8;                      // rows per block (one per warp)
 constexpr int kThreads = kWarps * kWarpSize;   // 256
 constexpr int kTile = kWarpSize;               // rows of a shared-memory tile: one per lane
-constexpr unsigned kFull = 0xffffffffu;
-constexpr int64_t kMaxBlocks = int64_t(1) << 20;  // grid-stride beyond
 
 // The widest head-dimension chunk: 128 columns (64 for double, so that the tiles of the
 // backward stay under 48 KiB of static shared memory).
 template <typename scalar_t>
 constexpr int kMaxChunk = sizeof(at::opmath_type<scalar_t>) > 4 ? 64 : 128;
 
-template <typename T, int N>
-struct alignas(sizeof(T) * N) Pack {
-  T v[N];
-};
-
-// Everything a kernel reads, with typed pointers (unused ones are nullptr).
-template <typename scalar_t>
-struct Args {
-  using acc_t = at::opmath_type<scalar_t>;
-  int64_t B, H, Hk, L, S, E, Ev;
-  acc_t scale;
-  bool causal;
-  double dropout_p;     // > 0: dropout
-  acc_t dropout_scale;  // 1 / (1 - p)
-  uint64_t seed;
-  const acc_t* mask;
-  int64_t mask_sb, mask_sh, mask_sl;
-  const scalar_t *q, *k, *v, *out_in, *grad_out;
-  const acc_t *lse_in, *delta;
-  scalar_t* out;
-  acc_t* lse;
-  scalar_t *grad_q, *grad_k, *grad_v;
-  acc_t* grad_mask;
-  bool vec_qk;  // q and k rows may be read with 16-byte loads
-  bool vec_v;   // v and grad_out rows likewise
-};
-
-__host__ __device__ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// a / b and a % b for a >= 0, b > 0 (the block's coordinates): 32-bit when both fit, as a
-// 64-bit division is a slow subroutine call on the device.
-struct DivMod {
-  int64_t q, r;
-};
-__device__ __forceinline__ DivMod divmod(int64_t a, int64_t b) {
-  if (((a | b) >> 32) == 0) {
-    const uint32_t q = static_cast<uint32_t>(a) / static_cast<uint32_t>(b);
-    return {q, a - int64_t(q) * b};
-  }
-  return {a / b, a % b};
-}
-
 // Chunks of kD columns for a dimension of n (at least one, so that a zero-size head
 // dimension still runs the loops once, on zeros).
 template <int kD>
 __device__ __forceinline__ int num_chunks(int64_t n) {
   return static_cast<int>(std::max<int64_t>(1, ceil_div(n, kD)));
-}
-
-// A max that returns nan when either side is nan, so that a warp reduction gives every lane
-// the same value (the branch on it below is warp-uniform).
-template <typename T>
-__device__ __forceinline__ T nan_max(T a, T b) {
-  return (a > b || a != a) ? a : b;
-}
-
-template <typename T>
-__device__ __forceinline__ T warp_max(T v) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v = nan_max(v, __shfl_xor_sync(kFull, v, off));
-  return v;
-}
-
-// Butterfly sum: every lane ends with the same bits (addition is commutative).
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(kFull, v, off);
-  return v;
 }
 
 // dst[r][c] = src[(r0 + r) * cols + c0 + c] for r < kTile, c < kD, converted to acc_t; 0
@@ -180,29 +121,13 @@ __device__ __forceinline__ acc_t dot(const acc_t* x, const acc_t* y) {
   return s;
 }
 
-// keep_ij / (1 - p) for element (row, j), row = (b * H + h) * L + i; 1 without dropout.
-template <typename scalar_t>
-__device__ __forceinline__ at::opmath_type<scalar_t> dropout_factor(const Args<scalar_t>& a, int64_t row,
-                                                                    int64_t j) {
-  using acc_t = at::opmath_type<scalar_t>;
-  if (!(a.dropout_p > 0)) return acc_t(1);
-  const uint64_t index = static_cast<uint64_t>(row) * static_cast<uint64_t>(a.S) + static_cast<uint64_t>(j);
-  return math::dropout_keep(a.seed, index, a.dropout_p) ? a.dropout_scale : acc_t(0);
-}
-
-// The score of (b, h, i, j) from dot(q_i, k_j); the caller has checked that it is not masked
-// by causality or bounds.
-template <typename scalar_t>
-__device__ __forceinline__ at::opmath_type<scalar_t> score(const Args<scalar_t>& a, at::opmath_type<scalar_t> qk,
-                                                           int64_t b, int64_t h, int64_t i, int64_t j) {
-  auto s = a.scale * qk;
-  if (a.mask != nullptr) s += a.mask[b * a.mask_sb + h * a.mask_sh + i * a.mask_sl + j];
-  return s;
-}
-
 // ------------------------------------------------------------------------------ forward
-template <typename scalar_t, int kD>
-__global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> a) {
+// kDelta = false: out and lse. kDelta = true (float16 / bfloat16 backward): delta[row] =
+// dot(grad_out_row, O_row) with O recomputed in acc_t from the saved lse (a.lse_in): the
+// output rounded to the dtype would make dp - D cancel.
+template <typename scalar_t, int kD, bool kDelta>
+__global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> a,
+                                                           at::opmath_type<scalar_t>* delta) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int kC = kD / kWarpSize;  // output columns per lane in one pass
   constexpr acc_t kNegInf = -std::numeric_limits<acc_t>::infinity();
@@ -226,6 +151,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> 
     const scalar_t* v = a.v + kv * a.S * a.Ev;
     // Keys any row of the block sees: causal rows i < i0 + kWarps see j <= i.
     const int64_t s_end = a.causal ? std::min(a.S, std::min(a.L, i0 + kWarps)) : a.S;
+    const acc_t lse = kDelta && row_ok ? a.lse_in[row] : kNegInf;
+    acc_t d_sum = 0;  // kDelta: the lane's part of dot(grad_out_row, O_row)
     for (int pass = 0; pass < nV; ++pass) {
       math::MaxSum<acc_t> run = math::MaxSum<acc_t>::empty();
       acc_t acc[kC];
@@ -244,6 +171,17 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> 
         }
         acc_t s = kNegInf;
         if (row_ok && j < a.S && !(a.causal && j > i)) s = score(a, qk, b, h, i, j);
+        if constexpr (kDelta) {  // the probabilities from the lse: no rescaling
+          const acc_t pr = math::prob_from_lse(s, lse);
+          const acc_t w = pr != acc_t(0) ? pr * dropout_factor(a, row, j) : acc_t(0);
+#pragma unroll 8
+          for (int r = 0; r < kTile; ++r) {
+            const acc_t wr = __shfl_sync(kFull, w, r);
+#pragma unroll
+            for (int c = 0; c < kC; ++c) acc[c] += wr * v_s[r][lane + c * kWarpSize];
+          }
+          continue;
+        }
         // Merge the tile into the row's (max, sum), relative to the new max m: the tile is
         // (m, sum_j exp(s_j - m)). Skipped while every score so far is -inf (warp-uniform).
         const acc_t m = nan_max(run.max, warp_max(s));
@@ -262,7 +200,14 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> 
           }
         }
       }
-      if (row_ok) {
+      if (kDelta && row_ok) {
+        const scalar_t* g = a.grad_out + row * a.Ev;
+#pragma unroll
+        for (int c = 0; c < kC; ++c) {
+          const int64_t d = int64_t(pass) * kD + lane + c * kWarpSize;
+          if (d < a.Ev) d_sum += static_cast<acc_t>(g[d]) * acc[c];
+        }
+      } else if (!kDelta && row_ok) {
         const bool empty = run.max == kNegInf;  // attends to nothing: out 0, lse -inf
         const acc_t inv = empty ? acc_t(0) : acc_t(1) / run.sum;
         scalar_t* o = a.out + row * a.Ev;
@@ -273,6 +218,10 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> 
         }
         if (pass == 0 && lane == 0) a.lse[row] = empty ? kNegInf : run.max + static_cast<acc_t>(::log(run.sum));
       }
+    }
+    if (kDelta) {
+      d_sum = warp_sum(d_sum);
+      if (row_ok && lane == 0) delta[row] = d_sum;
     }
   }
 }
@@ -474,9 +423,6 @@ __global__ void __launch_bounds__(kThreads) grad_kv_kernel(const Args<scalar_t> 
 }
 
 // ------------------------------------------------------------------------------ launchers
-bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-unsigned grid_for(int64_t blocks) { return static_cast<unsigned>(std::min(blocks, kMaxBlocks)); }
 
 // Calls f with the head-dimension chunk kD (std::integral_constant): the smallest of 32, 64,
 // 128 that holds max(E, Ev), else the widest (several chunks).
@@ -492,43 +438,13 @@ void with_chunk(int64_t E, int64_t Ev, F&& f) {
   }
 }
 
-template <typename scalar_t>
-Args<scalar_t> make_args(const Problem& job) {
-  using acc_t = at::opmath_type<scalar_t>;
-  Args<scalar_t> a{};
-  a.B = job.B;
-  a.H = job.H;
-  a.Hk = job.Hk;
-  a.L = job.L;
-  a.S = job.S;
-  a.E = job.E;
-  a.Ev = job.Ev;
-  a.scale = static_cast<acc_t>(job.scale);
-  a.causal = job.causal;
-  a.dropout_p = job.dropout_p;
-  a.dropout_scale = job.dropout_p > 0 ? static_cast<acc_t>(1.0 / (1.0 - job.dropout_p)) : acc_t(1);
-  a.seed = job.seed;
-  a.mask = static_cast<const acc_t*>(job.mask);
-  a.mask_sb = job.mask_sb;
-  a.mask_sh = job.mask_sh;
-  a.mask_sl = job.mask_sl;
-  return a;
-}
-
-template <typename scalar_t>
-bool vec_ok(int64_t cols, std::initializer_list<const void*> ptrs) {
-  constexpr int kVec = 16 / sizeof(scalar_t);
-  if (cols % kVec != 0) return false;
-  for (const void* p : ptrs)
-    if (!aligned16(p)) return false;
-  return true;
-}
 
 void forward_cuda(const Forward& job) {
   if (job.B * job.H * job.L == 0) return;
   TORCH_CHECK(job.Hk > 0 && job.H % job.Hk == 0, "torch_ops.attention: expected the query heads (", job.H,
               ") to be a multiple of the key/value heads (", job.Hk, ")");
   const c10::cuda::CUDAGuard guard(job.device_index);
+  if (forward_tensor_core(job)) return;
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, job.dtype, "torch_ops.attention", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -542,7 +458,7 @@ void forward_cuda(const Forward& job) {
     a.vec_v = vec_ok<scalar_t>(job.Ev, {job.v});
     const unsigned grid = grid_for(job.B * job.H * ceil_div(job.L, kWarps));
     with_chunk<scalar_t>(job.E, job.Ev, [&](auto chunk) {
-      forward_kernel<scalar_t, decltype(chunk)::value><<<grid, kThreads, 0, stream>>>(a);
+      forward_kernel<scalar_t, decltype(chunk)::value, false><<<grid, kThreads, 0, stream>>>(a, nullptr);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
@@ -556,6 +472,7 @@ void backward_cuda(const Backward& job) {
   TORCH_CHECK(job.Hk > 0 && job.H % job.Hk == 0, "torch_ops.attention_backward: expected the query heads (", job.H,
               ") to be a multiple of the key/value heads (", job.Hk, ")");
   const c10::cuda::CUDAGuard guard(job.device_index);
+  if (backward_tensor_core(job)) return;
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, job.dtype, "torch_ops.attention_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -572,19 +489,28 @@ void backward_cuda(const Backward& job) {
     a.grad_mask = static_cast<acc_t*>(job.grad_mask);
     a.vec_qk = vec_ok<scalar_t>(job.E, {job.q, job.k});
     a.vec_v = vec_ok<scalar_t>(job.Ev, {job.v, job.grad_out});
-    // D_i = dot(grad_out_i, out_i), read by both gradient kernels.
+    // D_i = dot(grad_out_i, O_i), read by both gradient kernels: from the output for float /
+    // double; for float16 / bfloat16 with O recomputed in float (the rounded output would make
+    // dp - D cancel).
     at::Tensor delta;
     if (rows > 0) {
       delta = at::empty({rows}, at::TensorOptions()
                                     .dtype(c10::CppTypeToScalarType<acc_t>::value)
                                     .device(c10::Device(c10::DeviceType::CUDA, job.device_index)));
       a.delta = delta.data_ptr<acc_t>();
-      delta_kernel<scalar_t><<<grid_for(ceil_div(rows, kWarps)), kThreads, 0, stream>>>(a, delta.data_ptr<acc_t>(),
-                                                                                        rows);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
     with_chunk<scalar_t>(job.E, job.Ev, [&](auto chunk) {
       constexpr int kD = decltype(chunk)::value;
+      if (rows > 0) {
+        if constexpr (std::is_same_v<scalar_t, acc_t>) {
+          delta_kernel<scalar_t><<<grid_for(ceil_div(rows, kWarps)), kThreads, 0, stream>>>(a, delta.data_ptr<acc_t>(),
+                                                                                            rows);
+        } else {
+          forward_kernel<scalar_t, kD, true><<<grid_for(job.B * job.H * ceil_div(job.L, kWarps)), kThreads, 0, stream>>>(
+              a, delta.data_ptr<acc_t>());
+        }
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
       if (rows > 0 && want_q) {
         grad_q_kernel<scalar_t, kD><<<grid_for(job.B * job.H * ceil_div(job.L, kWarps)), kThreads, 0, stream>>>(a);
         C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -297,6 +297,105 @@ def test_dropout_backward_uses_the_forward_mask():
         torch.testing.assert_close(a, b)
 
 
+# ----------------------------------------------------------------------------- CUDA: float16 / bfloat16
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+# (B, H, Hk, L, S, E, Ev, options). float16 / bfloat16 with head dimensions that are multiples
+# of 8 up to 128 run on the tensor-core kernels (cuda/attention_tc.cu, compute capability 8.0+):
+# 64-row tiles with ragged ends, masks, GQA, dropout; the last two take the warp-per-row
+# kernels (a head dimension that is not a multiple of 8, one above 128).
+TC_CASES = {
+    "d32-causal": (2, 4, 4, 200, 200, 32, 32, {"is_causal": True}),
+    "d64-gqa-ragged": (1, 8, 2, 130, 77, 64, 64, {}),
+    "d64-dropout-causal-gqa": (2, 4, 2, 150, 150, 64, 64, {"is_causal": True, "dropout_p": 0.2}),
+    "d128": (1, 2, 2, 257, 300, 128, 128, {}),
+    "d128-causal-tall": (1, 2, 1, 300, 100, 128, 128, {"is_causal": True}),
+    "d96-ev48-float-mask": (2, 2, 2, 90, 140, 96, 48, {"mask": "float"}),
+    "d64-bool-mask-empty-rows": (1, 3, 3, 70, 65, 64, 64, {"mask": "bool", "dropout_p": 0.1}),
+    "d8-ev16": (2, 2, 1, 33, 90, 8, 16, {}),
+    "d20-warp-path": (1, 2, 2, 40, 50, 20, 20, {"is_causal": True}),
+    "d136-warp-path": (1, 2, 1, 30, 40, 136, 40, {"dropout_p": 0.1, "mask": "float"}),
+}
+
+
+def _tc_problem(case, dtype):
+    B, H, Hk, L, S, E, Ev, opt = TC_CASES[case]
+    dev = "cuda"
+    torch.manual_seed(0)
+    q, k, v = _rand(B, H, L, E, device=dev, dtype=dtype), _rand(B, Hk, S, E, device=dev, dtype=dtype), _rand(B, Hk, S, Ev, device=dev, dtype=dtype)
+    mask = None
+    if opt.get("mask") == "float":  # float32, -inf holes, a row that attends to nothing
+        mask = torch.randn(B, H, L, S, device=dev)
+        mask[torch.rand_like(mask) < 0.2] = float("-inf")
+        mask[:, :, 3] = float("-inf")
+        mask.requires_grad_()
+    elif opt.get("mask") == "bool":
+        mask = torch.rand(B, 1, L, S, device=dev) > 0.4
+        mask[:, :, 5] = False
+    kw = dict(dropout_p=opt.get("dropout_p", 0.0), is_causal=opt.get("is_causal", False), scale=1.3 / E**0.5)
+    return q, k, v, mask, kw
+
+
+def _tc_run(q, k, v, mask, kw, seed):
+    return torch.ops.torch_ops.scaled_dot_product_attention(
+        q, k, v, mask, kw["dropout_p"], kw["is_causal"], scale=kw["scale"], enable_gqa=True, seed=seed)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", list(TC_CASES))
+def test_cuda_reduced_precision_against_float64(case, dtype):
+    q, k, v, mask, kw = _tc_problem(case, dtype)
+    B, H, L, S, Hk = q.size(0), q.size(1), q.size(2), k.size(2), k.size(1)
+    seed = torch.tensor(1234)
+    ours = _tc_run(q, k, v, mask, kw, seed)
+    go = torch.randn_like(ours)
+    wrt = (q, k, v) + ((mask,) if mask is not None and mask.requires_grad else ())
+    g = torch.autograd.grad(ours, wrt, go)
+    # float64 reference on the same device; the dropout mask read off the kernels (v = I).
+    qd, kd, vd = (t.detach().double().requires_grad_() for t in (q, k, v))
+    md = mask.detach().double().requires_grad_() if mask is not None and mask.is_floating_point() else None
+    G = H // Hk
+    kx, vx = kd.repeat_interleave(G, 1), vd.repeat_interleave(G, 1)
+    s = qd @ kx.transpose(-1, -2) * kw["scale"]
+    if md is not None:
+        s = s + md
+    elif mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    if kw["is_causal"]:
+        s = s.masked_fill(torch.ones(L, S, dtype=torch.bool, device=s.device).triu(1), float("-inf"))
+    empty = (s == float("-inf")).all(-1, keepdim=True)
+    P = torch.softmax(s.masked_fill(empty, 0.0), -1).masked_fill(empty, 0.0)
+    if kw["dropout_p"] > 0:
+        eye = torch.eye(S, dtype=torch.float64, device=s.device).expand(B, Hk, S, S)
+        w = torch.ops.torch_ops.scaled_dot_product_attention(qd.detach(), kd.detach(), eye, None, kw["dropout_p"], False,
+                                                             scale=kw["scale"], enable_gqa=True, seed=seed)
+        P = P * ((w != 0).double() / (1 - kw["dropout_p"]))
+    ref = P @ vx
+    g_ref = torch.autograd.grad(ref, (qd, kd, vd) + ((md,) if md is not None else ()), go.double())
+    tol = {torch.float16: 4e-3, torch.bfloat16: 2.5e-2}[dtype]
+    assert _err(ours, ref) <= tol * max(1.0, ref.abs().max().item())
+    for name, a, r in zip(("q", "k", "v", "mask"), g, g_ref):
+        assert a.shape == r.shape
+        assert torch.isfinite(a).all(), name
+        assert _err(a, r) <= tol * max(1.0, r.abs().max().item()), name
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", ["d64-dropout-causal-gqa", "d128", "d96-ev48-float-mask"])
+def test_cuda_reduced_precision_deterministic(case):
+    q, k, v, mask, kw = _tc_problem(case, torch.bfloat16)
+    seed = torch.tensor(5)
+    runs = []
+    for _ in range(2):
+        out = _tc_run(q, k, v, mask, kw, seed)
+        wrt = (q, k, v) + ((mask,) if mask is not None and mask.requires_grad else ())
+        runs.append((out,) + torch.autograd.grad(out, wrt, torch.ones_like(out)))
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+
+
 # ----------------------------------------------------------------------------- opcheck / compile
 
 
