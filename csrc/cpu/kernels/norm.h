@@ -165,19 +165,24 @@ void norm_forward_impl(const norm::Forward& job) {
     at::parallel_for(0, job.M, grain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const scalar_t* src = X + i * N;
-        if (R) {  // s = x + r, rounded to the dtype (as x + r in torch), then normalised
-          const scalar_t* r = R + i * N;
-          scalar_t* s = S + i * N;
-          int64_t j = 0;
-          for (; j + W <= N; j += W) {
+        // s = x + r, rounded to the dtype (as x + r in torch), then normalised: written chunk
+        // by chunk just before the statistics read the chunk (still in L1).
+        const scalar_t* xrow = src;
+        const scalar_t* rrow = R ? R + i * N : nullptr;
+        scalar_t* srow = R ? S + i * N : nullptr;
+        if (R) src = srow;
+        const auto add_chunk = [&](int64_t c0, int64_t n) {
+          if (!R) return;
+          int64_t j = c0;
+          for (; j + W <= c0 + n; j += W) {
             Vec a0, a1, b0, b1;
-            nload2(src + j, a0, a1);
-            nload2(r + j, b0, b1);
-            nstore2(s + j, a0 + b0, a1 + b1);
+            nload2(xrow + j, a0, a1);
+            nload2(rrow + j, b0, b1);
+            nstore2(srow + j, a0 + b0, a1 + b1);
           }
-          for (; j < N; ++j) s[j] = static_cast<scalar_t>(static_cast<opmath_t>(src[j]) + static_cast<opmath_t>(r[j]));
-          src = s;
-        }
+          for (; j < c0 + n; ++j)
+            srow[j] = static_cast<scalar_t>(static_cast<opmath_t>(xrow[j]) + static_cast<opmath_t>(rrow[j]));
+        };
         // Statistics. layer_norm: per chunk of the row (kChunk elements, L1-resident),
         // the exact two-pass moments (the chunk's mean, then its centred sum of squares,
         // corrected by the centred sum: no cancellation), the chunks combined in order
@@ -189,6 +194,7 @@ void norm_forward_impl(const norm::Forward& job) {
           Mom total{opmath_t(0), opmath_t(0), opmath_t(0)};
           for (int64_t c0 = 0; c0 < N; c0 += kChunk) {
             const int64_t n = std::min<int64_t>(kChunk, N - c0);
+            add_chunk(c0, n);
             const scalar_t* p = src + c0;
             const opmath_t cmean = row_sum<scalar_t, Vec>(p, n, [](const Vec& a) { return a; },
                                                           [](opmath_t a) { return a; }) /
@@ -243,9 +249,14 @@ void norm_forward_impl(const norm::Forward& job) {
           mean = total.mean;
           var = total.m2 / static_cast<opmath_t>(N);
         } else {
-          var = row_sum<scalar_t, Vec>(src, N, [](const Vec& a) { return a * a; },
-                                       [](opmath_t a) { return a * a; }) /
-                static_cast<opmath_t>(N);
+          opmath_t sq = 0;
+          for (int64_t c0 = 0; c0 < N; c0 += kChunk) {
+            const int64_t n = std::min<int64_t>(kChunk, N - c0);
+            add_chunk(c0, n);
+            sq += row_sum<scalar_t, Vec>(src + c0, n, [](const Vec& a) { return a * a; },
+                                         [](opmath_t a) { return a * a; });
+          }
+          var = sq / static_cast<opmath_t>(N);
         }
         const opmath_t rstd = math::norm_rstd(var, eps);
         if (!rms) Mean[i] = mean;
