@@ -120,9 +120,11 @@ struct AttentionKernels {
     const int64_t kBlockM = big_tiles >= 2 * at::get_num_threads() ? kForwardBlockM : kSmallBlockM;
     const int64_t nqb = (L + kBlockM - 1) / kBlockM;
     const acc_t scale = static_cast<acc_t>(job.scale);
+    // Buffers sized for the tiles this problem has (a short sequence: small buffers, no
+    // page faults of a fresh large allocation per call).
+    const int64_t tm = std::min(kBlockM, L), tn = std::min(kBlockN, S);
     at::parallel_for(0, job.B * H * nqb, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> sbuf(kBlockM * kBlockN), obuf(kBlockM * std::max<int64_t>(Ev, 1)), mbuf(kBlockM),
-          lbuf(kBlockM), qf, kf, vf;
+      std::vector<acc_t> sbuf(tm * tn), obuf(tm * std::max<int64_t>(Ev, 1)), mbuf(tm), lbuf(tm), qf, kf, vf;
       for (int64_t t = begin; t < end; ++t) {
         const int64_t bh = t / nqb, i0 = (t % nqb) * kBlockM, bm = std::min(kBlockM, L - i0);
         const int64_t b = bh / H, h = bh % H, kvh = b * job.Hk + h / G;
@@ -176,10 +178,11 @@ struct AttentionKernels {
     const bool want_q = job.grad_q != nullptr, want_k = job.grad_k != nullptr, want_v = job.grad_v != nullptr;
     const bool want_ds = want_q || want_k || job.grad_mask != nullptr;
     const bool drop = job.dropout_p > 0.0;
+    const int64_t tm = std::min(kBlockM, L), tn = std::min(kBlockN, S);  // buffers sized for this problem's tiles
     at::parallel_for(0, job.B * Hk, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> pbuf(kBlockM * kBlockN), dpbuf(kBlockM * kBlockN), pdbuf(drop ? kBlockM * kBlockN : 0);
-      std::vector<acc_t> dk(want_k ? S * E : 0), dv(want_v ? S * Ev : 0), dq(want_q ? kBlockM * E : 0), D(kBlockM);
-      std::vector<acc_t> qf, of, gf, kf, vf, oacc(kReduced ? kBlockM * Ev : 0);
+      std::vector<acc_t> pbuf(tm * tn), dpbuf(tm * tn), pdbuf(drop ? tm * tn : 0);
+      std::vector<acc_t> dk(want_k ? S * E : 0), dv(want_v ? S * Ev : 0), dq(want_q ? tm * E : 0), D(tm);
+      std::vector<acc_t> qf, of, gf, kf, vf, oacc(kReduced ? tm * Ev : 0);
       for (int64_t t = begin; t < end; ++t) {
         const int64_t b = t / Hk, kvh = t;
         const acc_t* K = as_acc(static_cast<const scalar_t*>(job.k) + kvh * S * E, S, E, kf);
