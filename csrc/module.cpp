@@ -7,6 +7,7 @@
 // torch_ops/_dispatch.py), and both paths end in the same kernels.
 #include <torch/extension.h>
 
+#include "torch_ops/alloc.h"
 #include "torch_ops/build_config.h"
 #include "torch_ops/cpu_isa.h"
 #include "torch_ops/linear.h"
@@ -51,6 +52,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         return std::string(torch_ops::cpu::isa_name(torch_ops::cpu::set_isa_cap(cap)));
       },
       "Cap the instruction set of the CPU kernels (tests, benchmarks); returns the one in use.");
+  m.def("cpu_cache_bytes", &torch_ops::cpu_cache_bytes,
+        "Bytes of freed large CPU outputs that torch_ops keeps for reuse (TORCH_OPS_CPU_CACHE_MIB).");
+  m.def("empty_cpu_cache", &torch_ops::empty_cpu_cache,
+        "Return the cached blocks of freed large CPU outputs to the OS.");
   // The GIL is released around every call, as torch's own bindings do.
   using release_gil = py::call_guard<py::gil_scoped_release>;
   // linear's eager entry: the op for the canonical (out, in) weight and (out,) or no bias,

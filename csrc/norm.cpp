@@ -225,8 +225,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> norm_backward(
   const int64_t block_rows = param_block_rows(s.M, s.N);
   const int64_t blocks = (s.M + block_rows - 1) / block_rows;
   const auto scratch_opts = input.options().dtype(stat_dtype);
-  at::Tensor pw = want_dw ? at::empty({blocks, s.N}, scratch_opts) : at::Tensor();
-  at::Tensor pb = want_db ? at::empty({blocks, s.N}, scratch_opts) : at::Tensor();
+  // The weight and bias partial rows in one scratch buffer (from the block cache when
+  // large: no fresh pages per call).
+  const int64_t partial_rows = (want_dw ? blocks : 0) + (want_db ? blocks : 0);
+  at::Tensor partials = partial_rows ? empty_output({partial_rows, s.N}, scratch_opts) : at::Tensor();
+  at::Tensor pw = want_dw ? partials.narrow(0, 0, blocks) : at::Tensor();
+  at::Tensor pb = want_db ? partials.narrow(0, want_dw ? blocks : 0, blocks) : at::Tensor();
   Backward job{rms,
                input.scalar_type(),
                param,

@@ -45,6 +45,9 @@ def _cases():
     return {
         "plain": ((2, 3, 17, 8), (2, 3, 23, 8), (2, 3, 23, 8), none),
         "tiles": ((1, 2, 130, 16), (1, 2, 1100, 16), (1, 2, 1100, 12), none),  # several query and key tiles
+        # several 256-row query tiles of the backward with ragged ends, keys over two tiles
+        "tiles-rows": ((1, 1, 530, 8), (1, 1, 300, 8), (1, 1, 300, 8), float_mask((530, 300))),
+        "causal-rows": ((1, 2, 520, 8), (1, 2, 520, 8), (1, 2, 520, 8), causal),
         "causal-square": ((2, 2, 70, 8), (2, 2, 70, 8), (2, 2, 70, 8), causal),
         "causal-tall": ((1, 2, 90, 8), (1, 2, 33, 8), (1, 2, 33, 8), causal),
         "causal-wide": ((1, 2, 33, 8), (1, 2, 600, 8), (1, 2, 600, 8), causal),

@@ -32,6 +32,22 @@ def build_info() -> dict:
     return info
 
 
+def cpu_cache_bytes() -> int:
+    """Bytes of freed large (>= 4 MiB) CPU outputs that torch_ops keeps for reuse.
+
+    torch_ops allocates its big CPU outputs from a cache of freed blocks (like PyTorch's
+    CUDA caching allocator), so a loop that produces the same large tensors every step
+    does not pay the OS's page faults and page zeroing each time. The cache holds at most
+    ``TORCH_OPS_CPU_CACHE_MIB`` MiB (default 256; 0 turns it off).
+    """
+    return int(_C.cpu_cache_bytes())
+
+
+def empty_cpu_cache() -> None:
+    """Return the cached blocks (see :func:`cpu_cache_bytes`) to the OS."""
+    _C.empty_cpu_cache()
+
+
 __all__ = [
     "linear",
     "fused_linear",
@@ -56,5 +72,7 @@ __all__ = [
     "autograd",
     "nn",
     "build_info",
+    "cpu_cache_bytes",
+    "empty_cpu_cache",
     "__version__",
 ]

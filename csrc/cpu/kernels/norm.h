@@ -325,6 +325,7 @@ void norm_backward_impl(const norm::Backward& job) {
     constexpr bool kW = decltype(has_w)::value, kP = decltype(has_partials)::value;
     // Blocks per task: enough elements that a small problem runs inline (no thread wake-up).
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, BR * N));
+    const bool stream = kCanStream<scalar_t> && DX && M * N * int64_t(sizeof(scalar_t)) >= kStreamBytes;
     if (N >= kLongRow) {
       // Long rows (a row of x and dy does not stay in L2 between two passes): first the
       // two row sums of every row of the block (one pass over x, dy), then the block
@@ -379,6 +380,8 @@ void norm_backward_impl(const norm::Backward& job) {
               const scalar_t* x = X + i * N;
               const scalar_t* dy = DY + i * N;
               scalar_t* dx = DX ? DX + i * N : nullptr;
+              // grad_input around the caches when large (non-temporal stores, as the forward).
+              const bool nt_dx = stream && dx && streamable(dx + c0);
               const scalar_t* ex = EX ? EX + i * N : nullptr;
               const opmath_t mean = rms ? opmath_t(0) : Mean[i], rstd = Rstd[i];
               const opmath_t c_g = DX ? cgs[i - r0] : opmath_t(0), c_gx = DX ? cgxs[i - r0] : opmath_t(0);
@@ -417,7 +420,11 @@ void norm_backward_impl(const norm::Backward& job) {
                     o0 = o0 + e0;
                     o1 = o1 + e1;
                   }
-                  nstore2(dx + j, o0, o1);
+                  if (nt_dx) {
+                    stream2(dx + j, o0, o1);
+                  } else {
+                    nstore2(dx + j, o0, o1);
+                  }
                 }
               }
               for (; j < c1; ++j) {
@@ -438,6 +445,7 @@ void norm_backward_impl(const norm::Backward& job) {
             }
           }
         }
+        if (stream) stream_fence();
       });
       return;
     }
@@ -508,6 +516,7 @@ void norm_backward_impl(const norm::Backward& job) {
           // Pass 2: grad_input.
           const Vec vcg(c_g), vcgx(c_gx);
           scalar_t* dx = DX + i * N;
+          const bool nt_dx = stream && streamable(dx);
           const scalar_t* ex = EX ? EX + i * N : nullptr;
           j = 0;
           for (; j + W <= N; j += W) {
@@ -528,7 +537,11 @@ void norm_backward_impl(const norm::Backward& job) {
               o0 = o0 + e0;
               o1 = o1 + e1;
             }
-            nstore2(dx + j, o0, o1);
+            if (nt_dx) {
+              stream2(dx + j, o0, o1);
+            } else {
+              nstore2(dx + j, o0, o1);
+            }
           }
           for (; j < N; ++j) {
             opmath_t g = static_cast<opmath_t>(dy[j]);
@@ -540,6 +553,7 @@ void norm_backward_impl(const norm::Backward& job) {
           }
         }
       }
+      if (stream) stream_fence();
     });
   });
 
