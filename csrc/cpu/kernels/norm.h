@@ -4,9 +4,9 @@
 // the scratch memory are in csrc/cpu/norm.cpp and csrc/norm.cpp. The formulas are
 // torch_ops/norm_math.h, instantiated with at::vec::Vectorized and with the opmath scalar.
 //
-// Forward, per row: [s = x + r, stored], the statistics (layer_norm: exact two-pass moments
-// per L1-sized chunk, chunks combined with Chan's formula; rms_norm: the sum of squares),
-// then y = (s - mean) * rstd * w + b.
+// Forward, per row: the statistics of s (x, or x + r for the residual variants; layer_norm:
+// exact two-pass moments per L1-sized chunk, chunks combined with Chan's formula; rms_norm:
+// the sum of squares), then y = (s - mean) * rstd * w + b, storing s = x + r with y.
 // Backward, per row: one pass for the two row sums (and the weight/bias partial rows), one
 // for grad_input. The weight/bias gradients: each fixed block of rows (norm::param_block_rows,
 // a function of the shape only) sums its rows in order into a partial row; the partial rows are
@@ -163,25 +163,31 @@ void norm_forward_impl(const norm::Forward& job) {
   const bool stream = kCanStream<scalar_t> && job.M * N * int64_t(sizeof(scalar_t)) >= kStreamBytes;
   with_flags(Wt != nullptr, Bs != nullptr, [&](auto has_w, auto has_b) {
     at::parallel_for(0, job.M, grain, [&](int64_t begin, int64_t end) {
+      // The residual variants: s = x + r, rounded to the dtype (as x + r in torch), goes to
+      // a row buffer of the task (written chunk by chunk just before the statistics read the
+      // chunk, and reused row after row: it stays in L2), and the last pass stores it to
+      // `sum` with y: the output rows are written once, with non-temporal stores when
+      // large (no read of the destination lines, no second pass over them).
+      std::unique_ptr<scalar_t[]> row_buf(R ? new scalar_t[N] : nullptr);
       for (int64_t i = begin; i < end; ++i) {
-        const scalar_t* src = X + i * N;
-        // s = x + r, rounded to the dtype (as x + r in torch), then normalised: written chunk
-        // by chunk just before the statistics read the chunk (still in L1).
-        const scalar_t* xrow = src;
+        const scalar_t* xrow = X + i * N;
         const scalar_t* rrow = R ? R + i * N : nullptr;
         scalar_t* srow = R ? S + i * N : nullptr;
-        if (R) src = srow;
-        const auto add_chunk = [&](int64_t c0, int64_t n) {
-          if (!R) return;
-          int64_t j = c0;
-          for (; j + W <= c0 + n; j += W) {
+        const scalar_t* src = R ? row_buf.get() : xrow;
+        // The chunk [c0, c0 + n) of s, for the statistics.
+        const auto chunk = [&](int64_t c0, int64_t n) -> const scalar_t* {
+          if (!R) return xrow + c0;
+          scalar_t* buf = row_buf.get() + c0;
+          int64_t j = 0;
+          for (; j + W <= n; j += W) {
             Vec a0, a1, b0, b1;
-            nload2(xrow + j, a0, a1);
-            nload2(rrow + j, b0, b1);
-            nstore2(srow + j, a0 + b0, a1 + b1);
+            nload2(xrow + c0 + j, a0, a1);
+            nload2(rrow + c0 + j, b0, b1);
+            nstore2(buf + j, a0 + b0, a1 + b1);
           }
-          for (; j < c0 + n; ++j)
-            srow[j] = static_cast<scalar_t>(static_cast<opmath_t>(xrow[j]) + static_cast<opmath_t>(rrow[j]));
+          for (; j < n; ++j)
+            buf[j] = static_cast<scalar_t>(static_cast<opmath_t>(xrow[c0 + j]) + static_cast<opmath_t>(rrow[c0 + j]));
+          return buf;
         };
         // Statistics. layer_norm: per chunk of the row (kChunk elements, L1-resident),
         // the exact two-pass moments (the chunk's mean, then its centred sum of squares,
@@ -194,8 +200,7 @@ void norm_forward_impl(const norm::Forward& job) {
           Mom total{opmath_t(0), opmath_t(0), opmath_t(0)};
           for (int64_t c0 = 0; c0 < N; c0 += kChunk) {
             const int64_t n = std::min<int64_t>(kChunk, N - c0);
-            add_chunk(c0, n);
-            const scalar_t* p = src + c0;
+            const scalar_t* p = chunk(c0, n);
             const opmath_t cmean = row_sum<scalar_t, Vec>(p, n, [](const Vec& a) { return a; },
                                                           [](opmath_t a) { return a; }) /
                                    static_cast<opmath_t>(n);
@@ -252,8 +257,7 @@ void norm_forward_impl(const norm::Forward& job) {
           opmath_t sq = 0;
           for (int64_t c0 = 0; c0 < N; c0 += kChunk) {
             const int64_t n = std::min<int64_t>(kChunk, N - c0);
-            add_chunk(c0, n);
-            sq += row_sum<scalar_t, Vec>(src + c0, n, [](const Vec& a) { return a * a; },
+            sq += row_sum<scalar_t, Vec>(chunk(c0, n), n, [](const Vec& a) { return a * a; },
                                          [](opmath_t a) { return a * a; });
           }
           var = sq / static_cast<opmath_t>(N);
@@ -268,6 +272,13 @@ void norm_forward_impl(const norm::Forward& job) {
           for (; j + W <= N; j += W) {
             Vec a, b;
             nload2(src + j, a, b);
+            if (R) {
+              if constexpr (decltype(nt)::value) {
+                stream2(srow + j, a, b);
+              } else {
+                nstore2(srow + j, a, b);
+              }
+            }
             a = math::norm_xhat(a, vm, vr);
             b = math::norm_xhat(b, vm, vr);
             if constexpr (decltype(has_w)::value) {
@@ -287,8 +298,10 @@ void norm_forward_impl(const norm::Forward& job) {
           }
           return j;
         };
-        int64_t j = stream && streamable(y) ? normalise(Bool<true>{}) : normalise(Bool<false>{});
+        const bool nt = stream && streamable(y) && (!R || streamable(srow));
+        int64_t j = nt ? normalise(Bool<true>{}) : normalise(Bool<false>{});
         for (; j < N; ++j) {
+          if (R) srow[j] = src[j];
           opmath_t v = math::norm_xhat(static_cast<opmath_t>(src[j]), mean, rstd);
           if constexpr (decltype(has_w)::value) v = v * static_cast<opmath_t>(Wt[j]);
           if constexpr (decltype(has_b)::value) v = v + static_cast<opmath_t>(Bs[j]);
