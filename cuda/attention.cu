@@ -447,15 +447,7 @@ void forward_cuda(const Forward& job) {
   if (forward_tensor_core(job)) return;
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, job.dtype, "torch_ops.attention", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    Args<scalar_t> a = make_args<scalar_t>(job);
-    a.q = static_cast<const scalar_t*>(job.q);
-    a.k = static_cast<const scalar_t*>(job.k);
-    a.v = static_cast<const scalar_t*>(job.v);
-    a.out = static_cast<scalar_t*>(job.out);
-    a.lse = static_cast<acc_t*>(job.lse);
-    a.vec_qk = vec_ok<scalar_t>(job.E, {job.q, job.k});
-    a.vec_v = vec_ok<scalar_t>(job.Ev, {job.v});
+    const Args<scalar_t> a = forward_args<scalar_t>(job);
     const unsigned grid = grid_for(job.B * job.H * ceil_div(job.L, kWarps));
     with_chunk<scalar_t>(job.E, job.Ev, [&](auto chunk) {
       forward_kernel<scalar_t, decltype(chunk)::value, false><<<grid, kThreads, 0, stream>>>(a, nullptr);
@@ -476,19 +468,7 @@ void backward_cuda(const Backward& job) {
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, job.dtype, "torch_ops.attention_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    Args<scalar_t> a = make_args<scalar_t>(job);
-    a.q = static_cast<const scalar_t*>(job.q);
-    a.k = static_cast<const scalar_t*>(job.k);
-    a.v = static_cast<const scalar_t*>(job.v);
-    a.out_in = static_cast<const scalar_t*>(job.out);
-    a.grad_out = static_cast<const scalar_t*>(job.grad_out);
-    a.lse_in = static_cast<const acc_t*>(job.lse);
-    a.grad_q = static_cast<scalar_t*>(job.grad_q);
-    a.grad_k = static_cast<scalar_t*>(job.grad_k);
-    a.grad_v = static_cast<scalar_t*>(job.grad_v);
-    a.grad_mask = static_cast<acc_t*>(job.grad_mask);
-    a.vec_qk = vec_ok<scalar_t>(job.E, {job.q, job.k});
-    a.vec_v = vec_ok<scalar_t>(job.Ev, {job.v, job.grad_out});
+    Args<scalar_t> a = backward_args<scalar_t>(job);
     // D_i = dot(grad_out_i, O_i), read by both gradient kernels: from the output for float /
     // double; for float16 / bfloat16 with O recomputed in float (the rounded output would make
     // dp - D cancel).

@@ -142,6 +142,42 @@ bool vec_ok(int64_t cols, std::initializer_list<const void*> ptrs) {
     if (!aligned16(p)) return false;
   return true;
 }
+
+// The arguments of the forward kernels: the shape and conventions, and the forward's tensors.
+template <typename scalar_t>
+Args<scalar_t> forward_args(const Forward& job) {
+  using acc_t = at::opmath_type<scalar_t>;
+  Args<scalar_t> a = make_args<scalar_t>(job);
+  a.q = static_cast<const scalar_t*>(job.q);
+  a.k = static_cast<const scalar_t*>(job.k);
+  a.v = static_cast<const scalar_t*>(job.v);
+  a.out = static_cast<scalar_t*>(job.out);
+  a.lse = static_cast<acc_t*>(job.lse);
+  a.vec_qk = vec_ok<scalar_t>(job.E, {job.q, job.k});
+  a.vec_v = vec_ok<scalar_t>(job.Ev, {job.v});
+  return a;
+}
+
+// The arguments of the backward kernels (delta is set by the caller, which allocates it).
+template <typename scalar_t>
+Args<scalar_t> backward_args(const Backward& job) {
+  using acc_t = at::opmath_type<scalar_t>;
+  Args<scalar_t> a = make_args<scalar_t>(job);
+  a.q = static_cast<const scalar_t*>(job.q);
+  a.k = static_cast<const scalar_t*>(job.k);
+  a.v = static_cast<const scalar_t*>(job.v);
+  a.out_in = static_cast<const scalar_t*>(job.out);
+  a.grad_out = static_cast<const scalar_t*>(job.grad_out);
+  a.lse_in = static_cast<const acc_t*>(job.lse);
+  a.grad_q = static_cast<scalar_t*>(job.grad_q);
+  a.grad_k = static_cast<scalar_t*>(job.grad_k);
+  a.grad_v = static_cast<scalar_t*>(job.grad_v);
+  a.grad_mask = static_cast<acc_t*>(job.grad_mask);
+  a.vec_qk = vec_ok<scalar_t>(job.E, {job.q, job.k});
+  a.vec_v = vec_ok<scalar_t>(job.Ev, {job.v, job.grad_out});
+  return a;
+}
+
 // The tensor-core path (cuda/attention_tc.cu): float16 / bfloat16, head dimensions that are
 // multiples of 8 up to 128, compute capability 8.0 or newer. Each returns false, having done
 // nothing, when the job is not one it takes (then the warp-per-row kernels run).

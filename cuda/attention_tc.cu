@@ -314,6 +314,26 @@ __global__ void __launch_bounds__(kTcThreads) tc_forward_kernel(const Args<scala
 }
 
 // ----------------------------------------------------------------------------- backward
+// The two score-sized products of a backward tile for the warp's 16 rows, in float:
+// s = A B^T and dp = C D^T (kBlock columns each; A, B over nA fragments of the head
+// dimension, C, D over nC). grad_q: S = Q K^T, dP = dO V^T; grad_kv: S^T = K Q^T, dP^T = V dO^T.
+template <typename scalar_t, int kD>
+__device__ __forceinline__ void score_products(const scalar_t* A, const scalar_t* B, int nA, const scalar_t* C,
+                                               const scalar_t* D, int nC, float* s, float* dp) {
+  using Tl = Tiles<scalar_t, kD>;
+  constexpr int kLdH = Tl::kLdH, kLdF = Tl::kLdF, kSteps = kD / kFrag;
+#pragma unroll
+  for (int n = 0; n < kBlock / kFrag; ++n) {
+    FragC acc;
+    wmma::fill_fragment(acc, 0.0f);
+    product<scalar_t, FragBt<scalar_t>, kSteps>(acc, A, kLdH, B + n * kFrag * kLdH, kLdH, nA);
+    wmma::store_matrix_sync(s + n * kFrag, acc, kLdF, wmma::mem_row_major);
+    wmma::fill_fragment(acc, 0.0f);
+    product<scalar_t, FragBt<scalar_t>, kSteps>(acc, C, kLdH, D + n * kFrag * kLdH, kLdH, nC);
+    wmma::store_matrix_sync(dp + n * kFrag, acc, kLdF, wmma::mem_row_major);
+  }
+}
+
 // Per query block, looping over key tiles: S = Q K^T and dP = dO V^T (float), then
 //   kDelta = true: delta[row] = D_i = sum_j P_ij dP_ij z_ij (z: the dropout factor), which is
 //     dot(grad_out_i, O_i) with O in float: neither the output rounded to the dtype nor P
@@ -366,16 +386,8 @@ __global__ void __launch_bounds__(kTcThreads) tc_grad_q_kernel(const Args<scalar
       load_block<kD>(v_s, v, a.S, a.Ev, j0, a.vec_v);
       __syncthreads();
       // S = Q K^T and dP = dO V^T for the warp's rows.
-#pragma unroll
-      for (int n = 0; n < kBlock / kFrag; ++n) {
-        FragC acc;
-        wmma::fill_fragment(acc, 0.0f);
-        product<scalar_t, FragBt<scalar_t>, kSteps>(acc, q_s + wr * kLdH, kLdH, k_s + n * kFrag * kLdH, kLdH, nE);
-        wmma::store_matrix_sync(s_s + wr * kLdF + n * kFrag, acc, kLdF, wmma::mem_row_major);
-        wmma::fill_fragment(acc, 0.0f);
-        product<scalar_t, FragBt<scalar_t>, kSteps>(acc, g_s + wr * kLdH, kLdH, v_s + n * kFrag * kLdH, kLdH, nV);
-        wmma::store_matrix_sync(dp_s + wr * kLdF + n * kFrag, acc, kLdF, wmma::mem_row_major);
-      }
+      score_products<scalar_t, kD>(q_s + wr * kLdH, k_s, nE, g_s + wr * kLdH, v_s, nV, s_s + wr * kLdF,
+                                   dp_s + wr * kLdF);
       __syncwarp();
 #pragma unroll 4
       for (int c = 0; c < kHalfBlock; ++c) {
@@ -476,16 +488,8 @@ __global__ void __launch_bounds__(kTcThreads) tc_grad_kv_kernel(const Args<scala
         }
         __syncthreads();
         // S^T = K Q^T and dP^T = V dO^T for the warp's keys.
-#pragma unroll
-        for (int n = 0; n < kBlock / kFrag; ++n) {
-          FragC acc;
-          wmma::fill_fragment(acc, 0.0f);
-          product<scalar_t, FragBt<scalar_t>, kSteps>(acc, k_s + wr * kLdH, kLdH, q_s + n * kFrag * kLdH, kLdH, nE);
-          wmma::store_matrix_sync(st_s + wr * kLdF + n * kFrag, acc, kLdF, wmma::mem_row_major);
-          wmma::fill_fragment(acc, 0.0f);
-          product<scalar_t, FragBt<scalar_t>, kSteps>(acc, v_s + wr * kLdH, kLdH, g_s + n * kFrag * kLdH, kLdH, nV);
-          wmma::store_matrix_sync(dpt_s + wr * kLdF + n * kFrag, acc, kLdF, wmma::mem_row_major);
-        }
+        score_products<scalar_t, kD>(k_s + wr * kLdH, q_s, nE, v_s + wr * kLdH, g_s, nV, st_s + wr * kLdF,
+                                     dpt_s + wr * kLdF);
         __syncwarp();
 #pragma unroll 4
         for (int c = 0; c < kHalfBlock; ++c) {
@@ -563,14 +567,7 @@ bool forward_tc(const Forward& job) {
   with_tc_dim(job.E, job.Ev, [&](auto dim) {
     constexpr int kD = decltype(dim)::value;
     if (!tc_device<scalar_t, kD>(*at::cuda::getDeviceProperties(job.device_index))) return;
-    Args<scalar_t> a = make_args<scalar_t>(job);
-    a.q = static_cast<const scalar_t*>(job.q);
-    a.k = static_cast<const scalar_t*>(job.k);
-    a.v = static_cast<const scalar_t*>(job.v);
-    a.out = static_cast<scalar_t*>(job.out);
-    a.lse = static_cast<float*>(job.lse);
-    a.vec_qk = vec_ok<scalar_t>(job.E, {job.q, job.k});
-    a.vec_v = vec_ok<scalar_t>(job.Ev, {job.v});
+    const Args<scalar_t> a = forward_args<scalar_t>(job);
     launch_tc(&tc_forward_kernel<scalar_t, kD>, job.B * job.H * ceil_div(job.L, kBlock), Tiles<scalar_t, kD>::kForward,
               at::cuda::getCurrentCUDAStream(), a);
     done = true;
@@ -586,18 +583,7 @@ bool backward_tc(const Backward& job) {
     using Tl = Tiles<scalar_t, kD>;
     if (!tc_device<scalar_t, kD>(*at::cuda::getDeviceProperties(job.device_index))) return;
     const auto stream = at::cuda::getCurrentCUDAStream();
-    Args<scalar_t> a = make_args<scalar_t>(job);
-    a.q = static_cast<const scalar_t*>(job.q);
-    a.k = static_cast<const scalar_t*>(job.k);
-    a.v = static_cast<const scalar_t*>(job.v);
-    a.grad_out = static_cast<const scalar_t*>(job.grad_out);
-    a.lse_in = static_cast<const float*>(job.lse);
-    a.grad_q = static_cast<scalar_t*>(job.grad_q);
-    a.grad_k = static_cast<scalar_t*>(job.grad_k);
-    a.grad_v = static_cast<scalar_t*>(job.grad_v);
-    a.grad_mask = static_cast<float*>(job.grad_mask);
-    a.vec_qk = vec_ok<scalar_t>(job.E, {job.q, job.k});
-    a.vec_v = vec_ok<scalar_t>(job.Ev, {job.v, job.grad_out});
+    Args<scalar_t> a = backward_args<scalar_t>(job);
     const int64_t rows = job.B * job.H * job.L;
     const bool want_q = job.grad_q != nullptr || job.grad_mask != nullptr;
     const bool want_kv = (job.grad_k != nullptr || job.grad_v != nullptr) && job.B * job.Hk * job.S > 0;

@@ -140,6 +140,100 @@ inline void with_flags(bool a, bool b, const F& f) {
   }
 }
 
+// One row of the backward over the columns [c0, c1), in one pass over x and dy, doing what
+// the flags ask (the long- and short-row paths combine them differently):
+//  kSums: the row sums of g = dy * w and of g * xhat, written to sums[0], sums[1];
+//  kPart: the weight/bias partial rows pw, pb (either may be null): the block's first row
+//         stores, the others add;
+//  kDx:   grad_input = rstd * (g - c_g - xhat * c_gx) (+ ex), non-temporal stores if nt.
+// (scalar_t and param_t are deduced from x and wt only; the other pointers may be null.)
+template <bool kSums, bool kPart, bool kDx, bool kW, typename scalar_t, typename param_t,
+          typename opmath_t = at::opmath_type<scalar_t>>
+inline void backward_span(int64_t c0, int64_t c1, const scalar_t* x, const scalar_t* dy, const param_t* wt,
+                          std::type_identity_t<opmath_t> mean, std::type_identity_t<opmath_t> rstd,
+                          std::type_identity_t<opmath_t>* pw, std::type_identity_t<opmath_t>* pb, bool first,
+                          std::type_identity_t<scalar_t>* dx, const std::type_identity_t<scalar_t>* ex,
+                          std::type_identity_t<opmath_t> c_g, std::type_identity_t<opmath_t> c_gx, bool nt,
+                          std::type_identity_t<opmath_t>* sums) {
+  using Vec = at::vec::Vectorized<opmath_t>;
+  constexpr int64_t W = 2 * Vec::size();
+  const Vec vm(mean), vr(rstd), vcg(c_g), vcgx(c_gx), zero(opmath_t(0));
+  const auto partial = [&](opmath_t* p, int64_t j, const Vec& v0, const Vec& v1) {
+    if (first) {
+      v0.store(p + j);
+      v1.store(p + j + Vec::size());
+    } else {
+      (Vec::loadu(p + j) + v0).store(p + j);
+      (Vec::loadu(p + j + Vec::size()) + v1).store(p + j + Vec::size());
+    }
+  };
+  Vec sg0 = zero, sg1 = zero, sgx0 = zero, sgx1 = zero;
+  opmath_t tg = 0, tgx = 0;
+  int64_t j = c0;
+  for (; j + W <= c1; j += W) {
+    Vec x0, x1, d0, d1;
+    nload2(x + j, x0, x1);
+    nload2(dy + j, d0, d1);
+    const Vec h0 = math::norm_xhat(x0, vm, vr), h1 = math::norm_xhat(x1, vm, vr);
+    if constexpr (kPart) {
+      if (pw) partial(pw, j, d0 * h0, d1 * h1);
+      if (pb) partial(pb, j, d0, d1);
+    }
+    if constexpr (kSums || kDx) {
+      if constexpr (kW) {
+        Vec w0, w1;
+        nload2(wt + j, w0, w1);
+        d0 = d0 * w0;
+        d1 = d1 * w1;
+      }
+      if constexpr (kSums) {
+        sg0 += d0;
+        sg1 += d1;
+        sgx0 = at::vec::fmadd(d0, h0, sgx0);
+        sgx1 = at::vec::fmadd(d1, h1, sgx1);
+      }
+      if constexpr (kDx) {
+        Vec o0 = math::norm_grad_input(d0, h0, vr, vcg, vcgx);
+        Vec o1 = math::norm_grad_input(d1, h1, vr, vcg, vcgx);
+        if (ex) {
+          Vec e0, e1;
+          nload2(ex + j, e0, e1);
+          o0 = o0 + e0;
+          o1 = o1 + e1;
+        }
+        if (nt) {
+          stream2(dx + j, o0, o1);
+        } else {
+          nstore2(dx + j, o0, o1);
+        }
+      }
+    }
+  }
+  for (; j < c1; ++j) {
+    const opmath_t d = static_cast<opmath_t>(dy[j]);
+    const opmath_t h = math::norm_xhat(static_cast<opmath_t>(x[j]), mean, rstd);
+    if constexpr (kPart) {
+      if (pw) pw[j] = first ? d * h : pw[j] + d * h;
+      if (pb) pb[j] = first ? d : pb[j] + d;
+    }
+    opmath_t g = d;
+    if constexpr (kW) g = g * static_cast<opmath_t>(wt[j]);
+    if constexpr (kSums) {
+      tg += g;
+      tgx += g * h;
+    }
+    if constexpr (kDx) {
+      opmath_t o = math::norm_grad_input(g, h, rstd, c_g, c_gx);
+      if (ex) o = o + static_cast<opmath_t>(ex[j]);
+      dx[j] = static_cast<scalar_t>(o);
+    }
+  }
+  if constexpr (kSums) {
+    sums[0] = lane_sum<opmath_t>(sg0 + sg1) + tg;
+    sums[1] = lane_sum<opmath_t>(sgx0 + sgx1) + tgx;
+  }
+}
+
 }  // namespace norm_k
 
 template <typename scalar_t, typename param_t>
@@ -339,231 +433,73 @@ void norm_backward_impl(const norm::Backward& job) {
     // Blocks per task: enough elements that a small problem runs inline (no thread wake-up).
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, BR * N));
     const bool stream = kCanStream<scalar_t> && DX && M * N * int64_t(sizeof(scalar_t)) >= kStreamBytes;
-    if (N >= kLongRow) {
-      // Long rows (a row of x and dy does not stay in L2 between two passes): first the
-      // two row sums of every row of the block (one pass over x, dy), then the block
-      // column chunk by column chunk: grad_input and the weight/bias partial rows of the
-      // chunk, which stay in L1 across the block's rows (read and written once per block,
-      // not once per row). The partial rows add the rows in the same order as below.
-      at::parallel_for(0, blocks, 1, [&](int64_t kb, int64_t ke) {
-        std::vector<opmath_t> cgs(BR), cgxs(BR);
-        for (int64_t blk = kb; blk < ke; ++blk) {
-          const int64_t r0 = blk * BR, r1 = std::min(M, r0 + BR);
-          if (DX) {
-            for (int64_t i = r0; i < r1; ++i) {
-              const scalar_t* x = X + i * N;
-              const scalar_t* dy = DY + i * N;
-              const opmath_t mean = rms ? opmath_t(0) : Mean[i], rstd = Rstd[i];
-              const Vec vm(mean), vr(rstd);
-              const Vec zero(opmath_t(0));
-              Vec sg0 = zero, sg1 = zero, sgx0 = zero, sgx1 = zero;
-              opmath_t tg = 0, tgx = 0;
-              int64_t j = 0;
-              for (; j + W <= N; j += W) {
-                Vec x0, x1, g0, g1;
-                nload2(x + j, x0, x1);
-                nload2(dy + j, g0, g1);
-                if constexpr (kW) {
-                  Vec w0, w1;
-                  nload2(Wt + j, w0, w1);
-                  g0 = g0 * w0;
-                  g1 = g1 * w1;
-                }
-                sg0 += g0;
-                sg1 += g1;
-                sgx0 = at::vec::fmadd(g0, math::norm_xhat(x0, vm, vr), sgx0);
-                sgx1 = at::vec::fmadd(g1, math::norm_xhat(x1, vm, vr), sgx1);
-              }
-              for (; j < N; ++j) {
-                opmath_t g = static_cast<opmath_t>(dy[j]);
-                if constexpr (kW) g = g * static_cast<opmath_t>(Wt[j]);
-                tg += g;
-                tgx += g * math::norm_xhat(static_cast<opmath_t>(x[j]), mean, rstd);
-              }
-              cgs[i - r0] = rms ? opmath_t(0) : (lane_sum<opmath_t>(sg0 + sg1) + tg) * inv_n;
-              cgxs[i - r0] = (lane_sum<opmath_t>(sgx0 + sgx1) + tgx) * inv_n;
-            }
-          }
-          opmath_t* pw = PW ? PW + blk * N : nullptr;
-          opmath_t* pb = PB ? PB + blk * N : nullptr;
-          for (int64_t c0 = 0; c0 < N; c0 += kChunk) {
-            const int64_t c1 = std::min(N, c0 + kChunk);
-            for (int64_t i = r0; i < r1; ++i) {
-              const bool first = i == r0;
-              const scalar_t* x = X + i * N;
-              const scalar_t* dy = DY + i * N;
-              scalar_t* dx = DX ? DX + i * N : nullptr;
-              // grad_input around the caches when large (non-temporal stores, as the forward).
-              const bool nt_dx = stream && dx && streamable(dx + c0);
-              const scalar_t* ex = EX ? EX + i * N : nullptr;
-              const opmath_t mean = rms ? opmath_t(0) : Mean[i], rstd = Rstd[i];
-              const opmath_t c_g = DX ? cgs[i - r0] : opmath_t(0), c_gx = DX ? cgxs[i - r0] : opmath_t(0);
-              const Vec vm(mean), vr(rstd), vcg(c_g), vcgx(c_gx);
-              const auto partial = [&](opmath_t* p, int64_t j, const Vec& v0, const Vec& v1) {
-                if (first) {
-                  v0.store(p + j);
-                  v1.store(p + j + Vec::size());
-                } else {
-                  (Vec::loadu(p + j) + v0).store(p + j);
-                  (Vec::loadu(p + j + Vec::size()) + v1).store(p + j + Vec::size());
-                }
-              };
-              int64_t j = c0;
-              for (; j + W <= c1; j += W) {
-                Vec x0, x1, d0, d1;
-                nload2(x + j, x0, x1);
-                nload2(dy + j, d0, d1);
-                const Vec h0 = math::norm_xhat(x0, vm, vr), h1 = math::norm_xhat(x1, vm, vr);
-                if constexpr (kP) {
-                  if (pw) partial(pw, j, d0 * h0, d1 * h1);
-                  if (pb) partial(pb, j, d0, d1);
-                }
-                if (dx) {
-                  if constexpr (kW) {
-                    Vec w0, w1;
-                    nload2(Wt + j, w0, w1);
-                    d0 = d0 * w0;
-                    d1 = d1 * w1;
-                  }
-                  Vec o0 = math::norm_grad_input(d0, h0, vr, vcg, vcgx);
-                  Vec o1 = math::norm_grad_input(d1, h1, vr, vcg, vcgx);
-                  if (ex) {
-                    Vec e0, e1;
-                    nload2(ex + j, e0, e1);
-                    o0 = o0 + e0;
-                    o1 = o1 + e1;
-                  }
-                  if (nt_dx) {
-                    stream2(dx + j, o0, o1);
-                  } else {
-                    nstore2(dx + j, o0, o1);
-                  }
-                }
-              }
-              for (; j < c1; ++j) {
-                const opmath_t d = static_cast<opmath_t>(dy[j]);
-                const opmath_t h = math::norm_xhat(static_cast<opmath_t>(x[j]), mean, rstd);
-                if constexpr (kP) {
-                  if (pw) pw[j] = first ? d * h : pw[j] + d * h;
-                  if (pb) pb[j] = first ? d : pb[j] + d;
-                }
-                if (dx) {
-                  opmath_t g = d;
-                  if constexpr (kW) g = g * static_cast<opmath_t>(Wt[j]);
-                  opmath_t o = math::norm_grad_input(g, h, rstd, c_g, c_gx);
-                  if (ex) o = o + static_cast<opmath_t>(ex[j]);
-                  dx[j] = static_cast<scalar_t>(o);
-                }
-              }
-            }
-          }
-        }
-        if (stream) stream_fence();
-      });
-      return;
-    }
-    at::parallel_for(0, blocks, grain, [&](int64_t kb, int64_t ke) {
+    // The constants of grad_input from the row sums (rms_norm: no mean term).
+    const auto constants = [&](const opmath_t* sums, opmath_t& c_g, opmath_t& c_gx) {
+      c_g = rms ? opmath_t(0) : sums[0] * inv_n;
+      c_gx = sums[1] * inv_n;
+    };
+    at::parallel_for(0, blocks, N >= kLongRow ? 1 : grain, [&](int64_t kb, int64_t ke) {
+      std::vector<opmath_t> cg(BR), cgx(BR);
       for (int64_t blk = kb; blk < ke; ++blk) {
         const int64_t r0 = blk * BR, r1 = std::min(M, r0 + BR);
         opmath_t* pw = PW ? PW + blk * N : nullptr;
         opmath_t* pb = PB ? PB + blk * N : nullptr;
-        for (int64_t i = r0; i < r1; ++i) {
-          const bool first = i == r0;
-          const scalar_t* x = X + i * N;
-          const scalar_t* dy = DY + i * N;
-          const opmath_t mean = rms ? opmath_t(0) : Mean[i], rstd = Rstd[i];
-          const Vec vm(mean), vr(rstd);
-          // Pass 1: the row sums of g and g * xhat, and the weight/bias partial rows.
-          // (The partial rows: the first row of a block stores, the others add.)
-          const auto partial = [&](opmath_t* p, int64_t j, const Vec& v0, const Vec& v1) {
-            if (first) {
-              v0.store(p + j);
-              v1.store(p + j + Vec::size());
-            } else {
-              (Vec::loadu(p + j) + v0).store(p + j);
-              (Vec::loadu(p + j + Vec::size()) + v1).store(p + j + Vec::size());
+        const auto row = [&](int64_t i) {
+          return std::tuple{X + i * N, DY + i * N, rms ? opmath_t(0) : Mean[i], Rstd[i]};
+        };
+        if (N >= kLongRow) {
+          // Long rows (a row of x and dy does not stay in L2 between two passes): first the
+          // two row sums of every row of the block (one pass over x, dy), then the block
+          // column chunk by column chunk: grad_input and the weight/bias partial rows of the
+          // chunk, which stay in L1 across the block's rows (read and written once per
+          // block, not once per row). The partial rows add the rows in the same order as below.
+          if (DX) {
+            for (int64_t i = r0; i < r1; ++i) {
+              const auto [x, dy, mean, rstd] = row(i);
+              opmath_t sums[2] = {0, 0};
+              backward_span<true, false, false, kW>(int64_t(0), N, x, dy, Wt, mean, rstd, nullptr, nullptr, false,
+                                                    nullptr, nullptr, opmath_t(0),
+                                                    opmath_t(0), false, sums);
+              constants(sums, cg[i - r0], cgx[i - r0]);
             }
-          };
-          const Vec zero(opmath_t(0));
-          Vec sg0 = zero, sg1 = zero, sgx0 = zero, sgx1 = zero;
-          opmath_t tg = 0, tgx = 0;
-          int64_t j = 0;
-          for (; j + W <= N; j += W) {
-            Vec x0, x1, d0, d1;
-            nload2(x + j, x0, x1);
-            nload2(dy + j, d0, d1);
-            const Vec h0 = math::norm_xhat(x0, vm, vr), h1 = math::norm_xhat(x1, vm, vr);
-            if constexpr (kP) {
-              if (pw) partial(pw, j, d0 * h0, d1 * h1);
-              if (pb) partial(pb, j, d0, d1);
-            }
-            if (DX) {
-              Vec g0 = d0, g1 = d1;
-              if constexpr (kW) {
-                Vec w0, w1;
-                nload2(Wt + j, w0, w1);
-                g0 = g0 * w0;
-                g1 = g1 * w1;
+          }
+          for (int64_t c0 = 0; c0 < N; c0 += kChunk) {
+            const int64_t c1 = std::min(N, c0 + kChunk);
+            for (int64_t i = r0; i < r1; ++i) {
+              const auto [x, dy, mean, rstd] = row(i);
+              if (DX) {
+                scalar_t* dx = DX + i * N;
+                backward_span<false, kP, true, kW>(c0, c1, x, dy, Wt, mean, rstd, pw, pb, i == r0, dx,
+                                                   EX ? EX + i * N : nullptr, cg[i - r0], cgx[i - r0],
+                                                   stream && streamable(dx + c0), nullptr);
+              } else {
+                backward_span<false, kP, false, kW>(c0, c1, x, dy, Wt, mean, rstd, pw, pb, i == r0,
+                                                    nullptr, nullptr, opmath_t(0),
+                                                    opmath_t(0), false, nullptr);
               }
-              sg0 += g0;
-              sg1 += g1;
-              sgx0 = at::vec::fmadd(g0, h0, sgx0);
-              sgx1 = at::vec::fmadd(g1, h1, sgx1);
             }
           }
-          for (; j < N; ++j) {
-            const opmath_t d = static_cast<opmath_t>(dy[j]);
-            const opmath_t h = math::norm_xhat(static_cast<opmath_t>(x[j]), mean, rstd);
-            if constexpr (kP) {
-              if (pw) pw[j] = first ? d * h : pw[j] + d * h;
-              if (pb) pb[j] = first ? d : pb[j] + d;
-            }
-            opmath_t g = d;
-            if constexpr (kW) g = g * static_cast<opmath_t>(Wt[j]);
-            tg += g;
-            tgx += g * h;
+          continue;
+        }
+        // Short rows, row by row: one pass for the row sums and the partial rows, one for
+        // grad_input (the row is still in L1/L2).
+        for (int64_t i = r0; i < r1; ++i) {
+          const auto [x, dy, mean, rstd] = row(i);
+          if (!DX) {
+            backward_span<false, kP, false, kW>(int64_t(0), N, x, dy, Wt, mean, rstd, pw, pb, i == r0,
+                                                nullptr, nullptr, opmath_t(0), opmath_t(0),
+                                                false, nullptr);
+            continue;
           }
-          if (!DX) continue;
-          const opmath_t c_g = rms ? opmath_t(0) : (lane_sum<opmath_t>(sg0 + sg1) + tg) * inv_n;
-          const opmath_t c_gx = (lane_sum<opmath_t>(sgx0 + sgx1) + tgx) * inv_n;
-          // Pass 2: grad_input.
-          const Vec vcg(c_g), vcgx(c_gx);
+          opmath_t sums[2] = {0, 0}, c_g, c_gx;
+          backward_span<true, kP, false, kW>(int64_t(0), N, x, dy, Wt, mean, rstd, pw, pb, i == r0,
+                                             nullptr, nullptr, opmath_t(0), opmath_t(0),
+                                             false, sums);
+          constants(sums, c_g, c_gx);
           scalar_t* dx = DX + i * N;
-          const bool nt_dx = stream && streamable(dx);
-          const scalar_t* ex = EX ? EX + i * N : nullptr;
-          j = 0;
-          for (; j + W <= N; j += W) {
-            Vec x0, x1, g0, g1;
-            nload2(x + j, x0, x1);
-            nload2(dy + j, g0, g1);
-            if constexpr (kW) {
-              Vec w0, w1;
-              nload2(Wt + j, w0, w1);
-              g0 = g0 * w0;
-              g1 = g1 * w1;
-            }
-            Vec o0 = math::norm_grad_input(g0, math::norm_xhat(x0, vm, vr), vr, vcg, vcgx);
-            Vec o1 = math::norm_grad_input(g1, math::norm_xhat(x1, vm, vr), vr, vcg, vcgx);
-            if (ex) {
-              Vec e0, e1;
-              nload2(ex + j, e0, e1);
-              o0 = o0 + e0;
-              o1 = o1 + e1;
-            }
-            if (nt_dx) {
-              stream2(dx + j, o0, o1);
-            } else {
-              nstore2(dx + j, o0, o1);
-            }
-          }
-          for (; j < N; ++j) {
-            opmath_t g = static_cast<opmath_t>(dy[j]);
-            if constexpr (kW) g = g * static_cast<opmath_t>(Wt[j]);
-            opmath_t o = math::norm_grad_input(g, math::norm_xhat(static_cast<opmath_t>(x[j]), mean, rstd), rstd, c_g,
-                                               c_gx);
-            if (ex) o = o + static_cast<opmath_t>(ex[j]);
-            dx[j] = static_cast<scalar_t>(o);
-          }
+          backward_span<false, false, true, kW>(int64_t(0), N, x, dy, Wt, mean, rstd, nullptr, nullptr, false, dx,
+                                                EX ? EX + i * N : nullptr, c_g, c_gx, stream && streamable(dx),
+                                                nullptr);
         }
       }
       if (stream) stream_fence();
