@@ -257,21 +257,19 @@ void norm_forward_impl(const norm::Forward& job) {
   const bool stream = kCanStream<scalar_t> && job.M * N * int64_t(sizeof(scalar_t)) >= kStreamBytes;
   with_flags(Wt != nullptr, Bs != nullptr, [&](auto has_w, auto has_b) {
     at::parallel_for(0, job.M, grain, [&](int64_t begin, int64_t end) {
-      // The residual variants: s = x + r, rounded to the dtype (as x + r in torch), goes to
-      // a row buffer of the task (written chunk by chunk just before the statistics read the
-      // chunk, and reused row after row: it stays in L2), and the last pass stores it to
-      // `sum` with y: the output rows are written once, with non-temporal stores when
-      // large (no read of the destination lines, no second pass over them).
-      std::unique_ptr<scalar_t[]> row_buf(R ? new scalar_t[N] : nullptr);
+      // The residual variants: s = x + r, rounded to the dtype (as x + r in torch). The
+      // statistics read s chunk by chunk from this L1 buffer; the last pass computes s
+      // again from x and r and stores it with y, so that s, like y, is written once, with
+      // non-temporal stores when large (no read of the destination, no second pass over it).
+      std::vector<scalar_t> chunk_buf(R ? kChunk : 0);
       for (int64_t i = begin; i < end; ++i) {
         const scalar_t* xrow = X + i * N;
         const scalar_t* rrow = R ? R + i * N : nullptr;
         scalar_t* srow = R ? S + i * N : nullptr;
-        const scalar_t* src = R ? row_buf.get() : xrow;
         // The chunk [c0, c0 + n) of s, for the statistics.
         const auto chunk = [&](int64_t c0, int64_t n) -> const scalar_t* {
           if (!R) return xrow + c0;
-          scalar_t* buf = row_buf.get() + c0;
+          scalar_t* buf = chunk_buf.data();
           int64_t j = 0;
           for (; j + W <= n; j += W) {
             Vec a0, a1, b0, b1;
@@ -365,9 +363,16 @@ void norm_forward_impl(const norm::Forward& job) {
           int64_t j = 0;
           for (; j + W <= N; j += W) {
             Vec a, b;
-            nload2(src + j, a, b);
+            nload2(xrow + j, a, b);
             if (R) {
-              if constexpr (decltype(nt)::value) {
+              Vec c, d;
+              nload2(rrow + j, c, d);
+              a = a + c;
+              b = b + d;
+              if constexpr (at::vec::is_reduced_floating_point_v<scalar_t>) {
+                nstore2(srow + j, a, b);
+                nload2(srow + j, a, b);  // s as rounded to the dtype, as the statistics saw it
+              } else if constexpr (decltype(nt)::value) {
                 stream2(srow + j, a, b);
               } else {
                 nstore2(srow + j, a, b);
@@ -395,8 +400,12 @@ void norm_forward_impl(const norm::Forward& job) {
         const bool nt = stream && streamable(y) && (!R || streamable(srow));
         int64_t j = nt ? normalise(Bool<true>{}) : normalise(Bool<false>{});
         for (; j < N; ++j) {
-          if (R) srow[j] = src[j];
-          opmath_t v = math::norm_xhat(static_cast<opmath_t>(src[j]), mean, rstd);
+          scalar_t sj = xrow[j];
+          if (R) {
+            sj = static_cast<scalar_t>(static_cast<opmath_t>(xrow[j]) + static_cast<opmath_t>(rrow[j]));
+            srow[j] = sj;
+          }
+          opmath_t v = math::norm_xhat(static_cast<opmath_t>(sj), mean, rstd);
           if constexpr (decltype(has_w)::value) v = v * static_cast<opmath_t>(Wt[j]);
           if constexpr (decltype(has_b)::value) v = v + static_cast<opmath_t>(Bs[j]);
           y[j] = static_cast<scalar_t>(v);
