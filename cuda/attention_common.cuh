@@ -143,17 +143,23 @@ bool vec_ok(int64_t cols, std::initializer_list<const void*> ptrs) {
   return true;
 }
 
-// The arguments of the forward kernels: the shape and conventions, and the forward's tensors.
-template <typename scalar_t>
-Args<scalar_t> forward_args(const Forward& job) {
-  using acc_t = at::opmath_type<scalar_t>;
+// The arguments every kernel takes: the shape and conventions, q, k, v.
+template <typename scalar_t, typename Job>
+Args<scalar_t> qkv_args(const Job& job) {
   Args<scalar_t> a = make_args<scalar_t>(job);
   a.q = static_cast<const scalar_t*>(job.q);
   a.k = static_cast<const scalar_t*>(job.k);
   a.v = static_cast<const scalar_t*>(job.v);
-  a.out = static_cast<scalar_t*>(job.out);
-  a.lse = static_cast<acc_t*>(job.lse);
   a.vec_qk = vec_ok<scalar_t>(job.E, {job.q, job.k});
+  return a;
+}
+
+// The arguments of the forward kernels.
+template <typename scalar_t>
+Args<scalar_t> forward_args(const Forward& job) {
+  Args<scalar_t> a = qkv_args<scalar_t>(job);
+  a.out = static_cast<scalar_t*>(job.out);
+  a.lse = static_cast<at::opmath_type<scalar_t>*>(job.lse);
   a.vec_v = vec_ok<scalar_t>(job.Ev, {job.v});
   return a;
 }
@@ -162,10 +168,7 @@ Args<scalar_t> forward_args(const Forward& job) {
 template <typename scalar_t>
 Args<scalar_t> backward_args(const Backward& job) {
   using acc_t = at::opmath_type<scalar_t>;
-  Args<scalar_t> a = make_args<scalar_t>(job);
-  a.q = static_cast<const scalar_t*>(job.q);
-  a.k = static_cast<const scalar_t*>(job.k);
-  a.v = static_cast<const scalar_t*>(job.v);
+  Args<scalar_t> a = qkv_args<scalar_t>(job);
   a.out_in = static_cast<const scalar_t*>(job.out);
   a.grad_out = static_cast<const scalar_t*>(job.grad_out);
   a.lse_in = static_cast<const acc_t*>(job.lse);
@@ -173,7 +176,6 @@ Args<scalar_t> backward_args(const Backward& job) {
   a.grad_k = static_cast<scalar_t*>(job.grad_k);
   a.grad_v = static_cast<scalar_t*>(job.grad_v);
   a.grad_mask = static_cast<acc_t*>(job.grad_mask);
-  a.vec_qk = vec_ok<scalar_t>(job.E, {job.q, job.k});
   a.vec_v = vec_ok<scalar_t>(job.Ev, {job.v, job.grad_out});
   return a;
 }
