@@ -136,16 +136,12 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Args<scalar_t> 
   __shared__ acc_t q_s[kWarps][kD];     // the warp's query row, read as a broadcast
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   const int nE = num_chunks<kD>(a.E), nV = num_chunks<kD>(a.Ev);
-  const int64_t group = divmod(a.H, a.Hk).q;
-  const int64_t row_blocks = ceil_div(a.L, kWarps);
-  const int64_t blocks = a.B * a.H * row_blocks;
+  const int64_t blocks = a.B * a.H * ceil_div(a.L, kWarps);
   for (int64_t blk = blockIdx.x; blk < blocks; blk += gridDim.x) {
-    const DivMod blk_bh = divmod(blk, row_blocks), bh_b = divmod(blk_bh.q, a.H);
-    const int64_t bh = blk_bh.q, b = bh_b.q, h = bh_b.r;
-    const int64_t i0 = blk_bh.r * kWarps, i = i0 + warp;
+    const QueryBlock qb = query_block(a, blk, kWarps);
+    const int64_t bh = qb.bh, b = qb.b, h = qb.h, i0 = qb.i0, kv = qb.kv, i = i0 + warp;
     const bool row_ok = i < a.L;
     const int64_t row = bh * a.L + i;
-    const int64_t kv = b * a.Hk + divmod(h, group).q;
     const scalar_t* q = row_ok ? a.q + row * a.E : nullptr;
     const scalar_t* k = a.k + kv * a.S * a.E;
     const scalar_t* v = a.v + kv * a.S * a.Ev;
@@ -256,16 +252,12 @@ __global__ void __launch_bounds__(kThreads) grad_q_kernel(const Args<scalar_t> a
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   const int nE = num_chunks<kD>(a.E), nV = num_chunks<kD>(a.Ev), steps = std::max(nE, nV);
   const int passes = a.grad_q != nullptr ? nE : 1;  // one per kD columns of grad_q
-  const int64_t group = divmod(a.H, a.Hk).q;
-  const int64_t row_blocks = ceil_div(a.L, kWarps);
-  const int64_t blocks = a.B * a.H * row_blocks;
+  const int64_t blocks = a.B * a.H * ceil_div(a.L, kWarps);
   for (int64_t blk = blockIdx.x; blk < blocks; blk += gridDim.x) {
-    const DivMod blk_bh = divmod(blk, row_blocks), bh_b = divmod(blk_bh.q, a.H);
-    const int64_t bh = blk_bh.q, b = bh_b.q, h = bh_b.r;
-    const int64_t i0 = blk_bh.r * kWarps, i = i0 + warp;
+    const QueryBlock qb = query_block(a, blk, kWarps);
+    const int64_t bh = qb.bh, b = qb.b, h = qb.h, i0 = qb.i0, kv = qb.kv, i = i0 + warp;
     const bool row_ok = i < a.L;
     const int64_t row = bh * a.L + i;
-    const int64_t kv = b * a.Hk + divmod(h, group).q;
     const scalar_t* q = row_ok ? a.q + row * a.E : nullptr;
     const scalar_t* go = row_ok ? a.grad_out + row * a.Ev : nullptr;
     const scalar_t* k = a.k + kv * a.S * a.E;

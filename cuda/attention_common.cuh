@@ -86,6 +86,18 @@ __device__ __forceinline__ T warp_sum(T v) {
   return v;
 }
 
+// A grid-stride block of `rows` query rows of one (batch, head): its flat (b * H + h)
+// index, b, h, its first row, and the key/value head that the query head reads (GQA).
+struct QueryBlock {
+  int64_t bh, b, h, i0, kv;
+};
+template <typename scalar_t>
+__device__ __forceinline__ QueryBlock query_block(const Args<scalar_t>& a, int64_t blk, int64_t rows) {
+  const DivMod blk_bh = divmod(blk, ceil_div(a.L, rows)), bh_b = divmod(blk_bh.q, a.H);
+  const int64_t b = bh_b.q, h = bh_b.r;
+  return {blk_bh.q, b, h, blk_bh.r * rows, b * a.Hk + divmod(h, divmod(a.H, a.Hk).q).q};
+}
+
 // keep_ij / (1 - p) for element (row, j), row = (b * H + h) * L + i; 1 without dropout.
 template <typename scalar_t>
 __device__ __forceinline__ at::opmath_type<scalar_t> dropout_factor(const Args<scalar_t>& a, int64_t row,

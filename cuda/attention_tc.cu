@@ -216,16 +216,12 @@ __global__ void __launch_bounds__(kTcThreads) tc_forward_kernel(const Args<scala
   const int wr = warp * kFrag;                      // the warp's first row
   const int rr = wr + lane / 2, half = lane % 2;    // the lane's row, its columns half + 2c
   const int nE = static_cast<int>(ceil_div(a.E, kFrag)), nV = static_cast<int>(ceil_div(a.Ev, kFrag));
-  const int64_t group = divmod(a.H, a.Hk).q;
-  const int64_t row_blocks = ceil_div(a.L, kBlock);
-  const int64_t blocks = a.B * a.H * row_blocks;
+  const int64_t blocks = a.B * a.H * ceil_div(a.L, kBlock);
   for (int64_t blk = blockIdx.x; blk < blocks; blk += gridDim.x) {
-    const DivMod blk_bh = divmod(blk, row_blocks), bh_b = divmod(blk_bh.q, a.H);
-    const int64_t bh = blk_bh.q, b = bh_b.q, h = bh_b.r;
-    const int64_t i0 = blk_bh.r * kBlock, i = i0 + rr;
+    const QueryBlock qb = query_block(a, blk, kBlock);
+    const int64_t bh = qb.bh, b = qb.b, h = qb.h, i0 = qb.i0, kv = qb.kv, i = i0 + rr;
     const bool row_ok = i < a.L;
     const int64_t row = bh * a.L + i;
-    const int64_t kv = b * a.Hk + divmod(h, group).q;
     const scalar_t* k = a.k + kv * a.S * a.E;
     const scalar_t* v = a.v + kv * a.S * a.Ev;
     // Keys any row of the block sees: causal rows i < i0 + kBlock see j <= i.
@@ -358,16 +354,12 @@ __global__ void __launch_bounds__(kTcThreads) tc_grad_q_kernel(const Args<scalar
   const int wr = warp * kFrag;
   const int rr = wr + lane / 2, half = lane % 2;
   const int nE = static_cast<int>(ceil_div(a.E, kFrag)), nV = static_cast<int>(ceil_div(a.Ev, kFrag));
-  const int64_t group = divmod(a.H, a.Hk).q;
-  const int64_t row_blocks = ceil_div(a.L, kBlock);
-  const int64_t blocks = a.B * a.H * row_blocks;
+  const int64_t blocks = a.B * a.H * ceil_div(a.L, kBlock);
   for (int64_t blk = blockIdx.x; blk < blocks; blk += gridDim.x) {
-    const DivMod blk_bh = divmod(blk, row_blocks), bh_b = divmod(blk_bh.q, a.H);
-    const int64_t bh = blk_bh.q, b = bh_b.q, h = bh_b.r;
-    const int64_t i0 = blk_bh.r * kBlock, i = i0 + rr;
+    const QueryBlock qb = query_block(a, blk, kBlock);
+    const int64_t bh = qb.bh, b = qb.b, h = qb.h, i0 = qb.i0, kv = qb.kv, i = i0 + rr;
     const bool row_ok = i < a.L;
     const int64_t row = bh * a.L + i;
-    const int64_t kv = b * a.Hk + divmod(h, group).q;
     const scalar_t* k = a.k + kv * a.S * a.E;
     const scalar_t* v = a.v + kv * a.S * a.Ev;
     const float lse = row_ok ? a.lse_in[row] : kNegInf;
