@@ -36,7 +36,7 @@ struct AttentionKernels {
 
   // A pointer to rows [r0, r0 + n) of a (rows, d) matrix as acc_t: the matrix itself when
   // scalar_t is acc_t, else a converted copy in `buf`.
-  static const acc_t* as_acc(const scalar_t* src, int64_t n, int64_t d, std::vector<acc_t>& buf) {
+  static const acc_t* as_acc(const scalar_t* src, int64_t n, int64_t d, AlignedBuffer<acc_t>& buf) {
     if constexpr (!kReduced) {
       return src;
     } else {
@@ -130,7 +130,7 @@ struct AttentionKernels {
     // page faults of a fresh large allocation per call).
     const int64_t tm = std::min(kBlockM, L), tn = std::min(kBlockN, S);
     at::parallel_for(0, job.B * H * nqb, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> sbuf(tm * tn), obuf(tm * std::max<int64_t>(Ev, 1)), mbuf(tm), lbuf(tm), qf, kf, vf;
+      AlignedBuffer<acc_t> sbuf(tm * tn), obuf(tm * std::max<int64_t>(Ev, 1)), mbuf(tm), lbuf(tm), qf, kf, vf;
       for (int64_t t = begin; t < end; ++t) {
         const int64_t bh = t / nqb, i0 = (t % nqb) * kBlockM, bm = std::min(kBlockM, L - i0);
         const int64_t b = bh / H, h = bh % H, kvh = b * job.Hk + h / G;
@@ -186,9 +186,9 @@ struct AttentionKernels {
     const bool drop = job.dropout_p > 0.0;
     const int64_t tm = std::min(kBlockM, L), tn = std::min(kBlockN, S);  // buffers sized for this problem's tiles
     at::parallel_for(0, job.B * Hk, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> pbuf(tm * tn), dpbuf(tm * tn), pdbuf(drop ? tm * tn : 0);
-      std::vector<acc_t> dk(want_k ? S * E : 0), dv(want_v ? S * Ev : 0), dq(want_q ? tm * E : 0), D(tm);
-      std::vector<acc_t> qf, of, gf, kf, vf, oacc(kReduced ? tm * Ev : 0);
+      AlignedBuffer<acc_t> pbuf(tm * tn), dpbuf(tm * tn), pdbuf(drop ? tm * tn : 0);
+      AlignedBuffer<acc_t> dk(want_k ? S * E : 0), dv(want_v ? S * Ev : 0), dq(want_q ? tm * E : 0), D(tm);
+      AlignedBuffer<acc_t> qf, of, gf, kf, vf, oacc(kReduced ? tm * Ev : 0);
       for (int64_t t = begin; t < end; ++t) {
         const int64_t b = t / Hk, kvh = t;
         const acc_t* K = as_acc(static_cast<const scalar_t*>(job.k) + kvh * S * E, S, E, kf);

@@ -24,6 +24,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <new>
 #include <ostream>
 #include <string>
 #include <tuple>
@@ -62,3 +63,29 @@
 #include "torch_ops/norm.h"
 #include "torch_ops/reduce_math.h"
 #include "torch_ops/softmax.h"
+
+namespace torch_ops::cpu {
+
+// An allocator of cache-line-aligned (64-byte) storage, for the kernels' scratch tiles: a
+// tile whose rows start on a cache line keeps the vector loads and stores of the row work
+// and of the BLAS kernels that read and write it from straddling lines (a std::vector of a
+// large tile is a fresh mapping offset by malloc's 16-byte header).
+template <typename T>
+struct CacheAlignedAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlign{64};
+  CacheAlignedAllocator() = default;
+  template <typename U>
+  CacheAlignedAllocator(const CacheAlignedAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, kAlign); }
+  template <typename U>
+  bool operator==(const CacheAlignedAllocator<U>&) const noexcept { return true; }
+  template <typename U>
+  bool operator!=(const CacheAlignedAllocator<U>&) const noexcept { return false; }
+};
+
+template <typename T>
+using AlignedBuffer = std::vector<T, CacheAlignedAllocator<T>>;
+
+}  // namespace torch_ops::cpu
