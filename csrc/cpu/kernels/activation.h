@@ -14,7 +14,37 @@ struct Prim<at::vec::Vectorized<T>> {
   static V c(double v) { return V(static_cast<T>(v)); }
   static V exp(const V& x) { return x.exp(); }
   static V tanh(const V& x) { return x.tanh(); }
-  static V erf(const V& x) { return x.erf(); }
+  // gelu's Gaussian exp(-x^2/2) <= 1: in float ATen's exp_u20 (20 ulp, about 1.2e-6
+  // relative; a third of the time of Sleef's 1-ulp exp). It enters f' only as the term
+  // x * pdf (|x pdf| <= 0.25: at most 3e-7 absolute) and f'' as pdf * (2 - x^2) (1.2e-6
+  // relative). double: x.exp().
+  static V gauss(const V& x) {
+    if constexpr (std::is_same_v<T, float>) {
+      return x.exp_u20();
+    } else {
+      return x.exp();
+    }
+  }
+  // erf: float by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), the formula, constants
+  // and order of ATen's Vectorized<float>::erf, except that exp(-x^2) is ATen's exp_u20
+  // (a degree-5 polynomial) instead of Sleef's 1-ulp exp, which was half of erf's cost. This
+  // changes gelu by at most 2.4e-7 (absolute) and doubles its throughput; an input of
+  // -x^2 below float's range gives exp 0, a NaN input a NaN (t is NaN). double: x.erf().
+  static V erf(const V& x) {
+    if constexpr (std::is_same_v<T, float>) {
+      const V one(1.f), neg_zero(-0.f);
+      const V sign = x & neg_zero;
+      const V t = one / at::vec::fmadd(V(0.3275911f), x ^ sign, one);
+      V r = at::vec::fmadd(V(1.061405429f), t, V(-1.453152027f));
+      r = at::vec::fmadd(r, t, V(1.421413741f));
+      r = at::vec::fmadd(r, t, V(-0.284496736f));
+      r = at::vec::fmadd(r, t, V(0.254829592f));
+      const V neg_e = neg_zero ^ (neg_zero ^ (x * x)).exp_u20();  // -exp(-x^2)
+      return sign ^ at::vec::fmadd(neg_e * t, r, one);
+    } else {
+      return x.erf();
+    }
+  }
   static V select(const V& mask, const V& a, const V& b) { return V::blendv(b, a, mask); }
 };
 }  // namespace torch_ops::math
