@@ -104,6 +104,22 @@ def test_peak_memory_of_compile_reference():
     assert got["error"] is None and got["peak_mib"] >= 0
 
 
+def _relu_8mib(device, dtype):
+    return (torch.randn(2048, 1024, device=device, dtype=dtype, requires_grad=True),)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_peak_memory_counts_outputs_of_the_block_cache():
+    """torch_ops' large CPU outputs come from its block cache, which keeps the warm-up's
+    freed blocks: the measurement must empty it, or the measured call would reuse them and
+    its 8 MiB output and 8 MiB gradient would not count."""
+    from torch_ops.bench.memory import cpu_peak_mib_here
+
+    case = Case("relu_8mib", "large", "x 2048x1024", _relu_8mib, ours=torch_ops.relu, eager=F.relu, size="large")
+    got = cpu_peak_mib_here(case, "ours", torch.float32, "aot_eager")
+    assert got["error"] is None and got["peak_mib"] >= 15.5, got
+
+
 def test_linear_declares_its_cases():
     cases = {c.name: c for c in discover(["linear"])}
     assert set(cases) == {"small", "medium", "large"}

@@ -9,7 +9,9 @@ measured after one warm-up call (which compiles, for torch.compile).
 * CPU: a fresh Python process per implementation (``python -m torch_ops.bench._memworker``)
   with glibc told to serve every allocation of 64 KiB or more with mmap
   (``MALLOC_MMAP_THRESHOLD_``) so that freed tensors leave the resident set at once. After
-  the warm-up it resets the resident-set high-water mark (``/proc/self/clear_refs``), runs
+  the warm-up it empties torch_ops' CPU block cache (``torch_ops.empty_cpu_cache()``: the
+  warm-up's freed outputs must leave the resident set too, or the call would reuse them
+  unseen), resets the resident-set high-water mark (``/proc/self/clear_refs``), runs
   the call and reports VmHWM minus the VmRSS before the call. Where clear_refs cannot be
   written, it skips the warm-up (figures for torch.compile are then not available) and
   reports the rise of VmHWM over VmRSS, which is only valid when the call set a new peak.
@@ -136,6 +138,9 @@ def cpu_peak_mib_here(case: Case, impl: str, dtype: torch.dtype, compile_backend
     elif impl == "compile":
         return {"peak_mib": None, "error": "cannot reset the peak RSS (/proc/self/clear_refs) to exclude compilation"}
     gc.collect()
+    import torch_ops
+
+    torch_ops.empty_cpu_cache()
     _reset_peak()
     before, hwm_before = _status_kib("VmRSS"), _status_kib("VmHWM")
     result = f()
