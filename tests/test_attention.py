@@ -175,6 +175,21 @@ def test_sdpa_noncontiguous_inputs():
     torch.testing.assert_close(ours, theirs, **TOL[torch.float32])
 
 
+def test_sdpa_4d_inputs_reach_the_attention_node_without_views():
+    """4-D inputs of one batch size and head count (GQA included) need no reshaping: the
+    output's node takes the inputs directly (a view of an input that requires grad costs a
+    node in the forward and a call in the backward). Other shapes are reshaped, and still
+    match PyTorch (the shape cases above)."""
+    for k_heads, gqa in ((3, False), (1, True)):
+        q, k, v = _rand(2, 3, 5, 8), _rand(2, k_heads, 7, 8), _rand(2, k_heads, 7, 4)
+        out = SDPA(q, k, v, enable_gqa=gqa)
+        nodes = [f for f, _ in out.grad_fn.next_functions if f is not None]
+        assert [type(f).__name__ for f in nodes] == ["AccumulateGrad"] * 3, out.grad_fn.next_functions
+        assert {id(f.variable) for f in nodes} == {id(q), id(k), id(v)}
+    out = SDPA(_rand(5, 8), _rand(7, 8), _rand(7, 4))  # 2-D: lifted to 4-D and back
+    assert out.shape == (5, 4)
+
+
 # ----------------------------------------------------------------------------- gradients
 
 
