@@ -643,3 +643,12 @@ def test_convert_learns_activations():
     names = {e.name for e in prof.events()}
     for op in ("relu", "gelu", "silu_", "leaky_relu", "sigmoid", "tanh", "glu"):
         assert f"torch_ops::{op}" in names, op
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "glu", "swiglu", "geglu"])
+def test_forward_mode_ad_is_refused_loudly(name):
+    """A C++ autograd node has no jvp: torch.func.jvp must raise, not return a zero tangent."""
+    x = torch.randn(3, 4, dtype=torch.float64)
+    fn = getattr(torch_ops, name)
+    with pytest.raises(RuntimeError, match=rf"torch_ops\.{name}: forward-mode AD"):
+        torch.func.jvp(fn, (x,), (torch.ones_like(x),))

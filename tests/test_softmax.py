@@ -543,3 +543,19 @@ def test_convert_learns_softmax_family():
     assert isinstance(model[1], torch_ops.nn.Softmax) and isinstance(model[2], torch_ops.nn.LogSoftmax)
     assert isinstance(crit, torch_ops.nn.CrossEntropyLoss)
     torch.testing.assert_close(crit(model(x), t), before)
+
+
+def test_forward_mode_ad_is_refused_loudly():
+    """A C++ autograd node has no jvp: torch.func.jvp must raise, not return a zero tangent."""
+    x = torch.randn(3, 5, dtype=torch.float64)
+    t = torch.tensor([0, 4, 2])
+    w = torch.randn(6, 5, dtype=torch.float64)
+    cases = [
+        ("softmax", lambda a: torch_ops.softmax(a, -1)),
+        ("log_softmax", lambda a: torch_ops.log_softmax(a, -1)),
+        ("cross_entropy", lambda a: torch_ops.cross_entropy(a, t)),
+        ("linear_cross_entropy", lambda a: torch_ops.linear_cross_entropy(a, w, t)),
+    ]
+    for name, fn in cases:
+        with pytest.raises(RuntimeError, match=rf"torch_ops\.{name}: forward-mode AD"):
+            torch.func.jvp(fn, (x,), (torch.ones_like(x),))

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "torch_ops/activation.h"
+#include "torch_ops/autograd_util.h"
 #include "torch_ops/ops.h"
 
 namespace torch_ops::activation {
@@ -27,12 +28,6 @@ using at::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-bool any_requires_grad(std::initializer_list<const Tensor*> ts) {
-  if (!at::GradMode::is_enabled()) return false;
-  for (const auto* t : ts)
-    if (t->defined() && t->requires_grad()) return true;
-  return false;
-}
 
 // ---------------------------------------------------------------------------------------
 // The ops of each activation, behind one interface for the node templates below.
@@ -206,7 +201,7 @@ struct DoubleBackwardNode : torch::autograd::Function<DoubleBackwardNode<O>> {
 
 template <class O>
 Tensor unary_autograd(const Tensor& x, const typename O::Param& p) {
-  if (!any_requires_grad({&x})) {
+  if (!any_requires_grad(O::name, {&x})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return O::fwd(x, p);
   }
@@ -215,7 +210,7 @@ Tensor unary_autograd(const Tensor& x, const typename O::Param& p) {
 
 template <class O>
 Tensor& inplace_autograd(Tensor& self, const typename O::Param& p) {
-  const bool requires_grad = any_requires_grad({&self});
+  const bool requires_grad = any_requires_grad(O::name, {&self});
   torch::autograd::check_inplace(self, requires_grad);
   if (!requires_grad) {
     {
@@ -235,7 +230,7 @@ Tensor& inplace_autograd(Tensor& self, const typename O::Param& p) {
 
 template <class O>
 Tensor backward_autograd(const Tensor& g, const Tensor& s, const typename O::Param& p) {
-  if (!any_requires_grad({&g, &s})) {
+  if (!any_requires_grad(O::name, {&g, &s})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return O::bwd(g, s, p);
   }
@@ -244,7 +239,7 @@ Tensor backward_autograd(const Tensor& g, const Tensor& s, const typename O::Par
 
 template <class O>
 Tensor double_backward_autograd(const Tensor& gg, const Tensor& g, const Tensor& s, const typename O::Param& p) {
-  if (!any_requires_grad({&gg, &g, &s})) {
+  if (!any_requires_grad(O::name, {&gg, &g, &s})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return O::dbl(gg, g, s, p);
   }
@@ -334,7 +329,7 @@ struct GatedDoubleBackwardNode : torch::autograd::Function<GatedDoubleBackwardNo
 
 template <class O>
 Tensor gated_autograd(const Tensor& x, int64_t dim, const typename O::Param& p) {
-  if (!any_requires_grad({&x})) {
+  if (!any_requires_grad(O::name, {&x})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return O::fwd(x, dim, p);
   }
@@ -343,7 +338,7 @@ Tensor gated_autograd(const Tensor& x, int64_t dim, const typename O::Param& p) 
 
 template <class O>
 Tensor gated_backward_autograd(const Tensor& g, const Tensor& x, int64_t dim, const typename O::Param& p) {
-  if (!any_requires_grad({&g, &x})) {
+  if (!any_requires_grad(O::name, {&g, &x})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return O::bwd(g, x, dim, p);
   }
@@ -353,7 +348,7 @@ Tensor gated_backward_autograd(const Tensor& g, const Tensor& x, int64_t dim, co
 template <class O>
 std::tuple<Tensor, Tensor> gated_double_backward_autograd(const Tensor& gg, const Tensor& g, const Tensor& x,
                                                           int64_t dim, const typename O::Param& p) {
-  if (!any_requires_grad({&gg, &g, &x})) {
+  if (!any_requires_grad(O::name, {&gg, &g, &x})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return O::dbl(gg, g, x, dim, p);
   }

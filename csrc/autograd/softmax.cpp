@@ -21,6 +21,7 @@
 #include <torch/library.h>
 
 #include "torch_ops/autocast.h"
+#include "torch_ops/autograd_util.h"
 #include "torch_ops/ops.h"
 #include "torch_ops/softmax.h"
 
@@ -31,12 +32,6 @@ using at::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-bool any_requires_grad(std::initializer_list<const Tensor*> ts) {
-  if (!at::GradMode::is_enabled()) return false;
-  for (const auto* t : ts)
-    if (t && t->defined() && t->requires_grad()) return true;
-  return false;
-}
 
 Tensor opt(const std::optional<Tensor>& t) { return t.has_value() ? *t : Tensor(); }
 std::optional<Tensor> opt(const Tensor& t) { return t.defined() ? std::optional<Tensor>(t) : std::nullopt; }
@@ -98,7 +93,7 @@ template <bool kLog>
 Tensor softmax_autograd(const Tensor& input, int64_t dim, std::optional<at::ScalarType> dtype) {
   // dtype: a differentiable cast first (the node's input is what its kernel reads).
   const Tensor x = dtype.has_value() && input.defined() && input.scalar_type() != *dtype ? input.to(*dtype) : input;
-  if (!any_requires_grad({&x})) {
+  if (!any_requires_grad(kLog ? "log_softmax" : "softmax", {&x})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return kLog ? ops::log_softmax(x, dim) : ops::softmax(x, dim);
   }
@@ -107,7 +102,7 @@ Tensor softmax_autograd(const Tensor& input, int64_t dim, std::optional<at::Scal
 
 template <bool kLog>
 Tensor softmax_backward_autograd(const Tensor& g, const Tensor& y, int64_t dim) {
-  if (!any_requires_grad({&g, &y})) {
+  if (!any_requires_grad(kLog ? "log_softmax_backward" : "softmax_backward", {&g, &y})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return kLog ? ops::log_softmax_backward(g, y, dim) : ops::softmax_backward(g, y, dim);
   }
@@ -226,7 +221,7 @@ struct CrossEntropyBackwardNode : torch::autograd::Function<CrossEntropyBackward
 Tensor cross_entropy_autograd(const Tensor& input, const Tensor& target, const std::optional<Tensor>& weight,
                               int64_t reduction, int64_t ignore_index, double label_smoothing) {
   const Tensor w = opt(weight);
-  if (!any_requires_grad({&input, &target, &w})) {
+  if (!any_requires_grad("cross_entropy", {&input, &target, &w})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing);
   }
@@ -238,7 +233,7 @@ Tensor cross_entropy_backward_autograd(const Tensor& grad_output, const Tensor& 
                                        double label_smoothing, const Tensor& row_max, const Tensor& log_sum,
                                        const Tensor& total_weight) {
   const Tensor w = opt(weight);
-  if (!any_requires_grad({&grad_output, &input, &target, &w})) {
+  if (!any_requires_grad("cross_entropy_backward", {&grad_output, &input, &target, &w})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::cross_entropy_backward(grad_output, input, target, weight, reduction, ignore_index, label_smoothing,
                                        row_max, log_sum, total_weight);
@@ -343,7 +338,7 @@ Tensor linear_cross_entropy_autograd(const Tensor& input, const Tensor& weight, 
                                      double label_smoothing, std::optional<int64_t> chunk_size,
                                      std::optional<at::ScalarType> out_dtype) {
   const Tensor b = opt(bias);
-  if (!any_requires_grad({&input, &weight, &b})) {
+  if (!any_requires_grad("linear_cross_entropy", {&input, &weight, &b})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::linear_cross_entropy(input, weight, target, bias, ignore_index, reduction, label_smoothing,
                                      chunk_size, out_dtype);
