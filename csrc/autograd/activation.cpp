@@ -28,7 +28,6 @@ using at::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-
 // ---------------------------------------------------------------------------------------
 // The ops of each activation, behind one interface for the node templates below.
 // Param is what the op takes besides tensors (negative_slope, approximate) or a dummy.

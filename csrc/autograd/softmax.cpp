@@ -32,10 +32,6 @@ using at::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-
-Tensor opt(const std::optional<Tensor>& t) { return t.has_value() ? *t : Tensor(); }
-std::optional<Tensor> opt(const Tensor& t) { return t.defined() ? std::optional<Tensor>(t) : std::nullopt; }
-
 // ------------------------------------------------------------------------------ softmax
 
 template <bool kLog>
@@ -142,7 +138,7 @@ struct CrossEntropyNode : torch::autograd::Function<CrossEntropyNode> {
       std::tie(loss, row_max, log_sum, total_weight) =
           ops::cross_entropy_forward(input, target, weight, reduction, ignore_index, label_smoothing);
     }
-    ctx->save_for_backward({input, target, opt(weight)});
+    ctx->save_for_backward({input, target, val(weight)});
     ctx->saved_data["row_max"] = row_max;
     ctx->saved_data["log_sum"] = log_sum;
     ctx->saved_data["total_weight"] = total_weight;
@@ -181,7 +177,7 @@ struct CrossEntropyBackwardNode : torch::autograd::Function<CrossEntropyBackward
                         const std::optional<Tensor>& weight, int64_t reduction, int64_t ignore_index,
                         double label_smoothing, const Tensor& row_max, const Tensor& log_sum,
                         const Tensor& total_weight) {
-    ctx->save_for_backward({grad_output, input, target, opt(weight)});
+    ctx->save_for_backward({grad_output, input, target, val(weight)});
     save_params(ctx, {reduction, ignore_index, label_smoothing});
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::cross_entropy_backward(grad_output, input, target, weight, reduction, ignore_index,
@@ -220,7 +216,7 @@ struct CrossEntropyBackwardNode : torch::autograd::Function<CrossEntropyBackward
 
 Tensor cross_entropy_autograd(const Tensor& input, const Tensor& target, const std::optional<Tensor>& weight,
                               int64_t reduction, int64_t ignore_index, double label_smoothing) {
-  const Tensor w = opt(weight);
+  const Tensor& w = val(weight);
   if (!any_requires_grad("cross_entropy", {&input, &target, &w})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing);
@@ -232,7 +228,7 @@ Tensor cross_entropy_backward_autograd(const Tensor& grad_output, const Tensor& 
                                        const std::optional<Tensor>& weight, int64_t reduction, int64_t ignore_index,
                                        double label_smoothing, const Tensor& row_max, const Tensor& log_sum,
                                        const Tensor& total_weight) {
-  const Tensor w = opt(weight);
+  const Tensor& w = val(weight);
   if (!any_requires_grad("cross_entropy_backward", {&grad_output, &input, &target, &w})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::cross_entropy_backward(grad_output, input, target, weight, reduction, ignore_index, label_smoothing,
@@ -248,7 +244,7 @@ struct LinearCrossEntropyNode : torch::autograd::Function<LinearCrossEntropyNode
   static Tensor forward(AutogradContext* ctx, const Tensor& input, const Tensor& weight, const Tensor& target,
                         const std::optional<Tensor>& bias_opt, int64_t ignore_index, int64_t reduction,
                         double label_smoothing, int64_t chunk_size, std::optional<at::ScalarType> out_dtype) {
-    const Tensor bias = opt(bias_opt);
+    const Tensor& bias = val(bias_opt);
     const std::array<bool, 3> mask = {input.requires_grad(), weight.requires_grad(),
                                       bias.defined() && bias.requires_grad()};
     const bool eager = reduction != at::Reduction::None;  // grads now, scaled by grad_output later
@@ -337,7 +333,7 @@ Tensor linear_cross_entropy_autograd(const Tensor& input, const Tensor& weight, 
                                      const std::optional<Tensor>& bias, int64_t ignore_index, int64_t reduction,
                                      double label_smoothing, std::optional<int64_t> chunk_size,
                                      std::optional<at::ScalarType> out_dtype) {
-  const Tensor b = opt(bias);
+  const Tensor& b = val(bias);
   if (!any_requires_grad("linear_cross_entropy", {&input, &weight, &b})) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return ops::linear_cross_entropy(input, weight, target, bias, ignore_index, reduction, label_smoothing,
