@@ -140,9 +140,14 @@ def test_sdpa_fully_masked_rows_and_empty_inputs(device):
         go = torch.randn_like(ours)
         for a, b in zip(torch.autograd.grad(ours, (q, k, v), go), torch.autograd.grad(theirs, (q, k, v), go)):
             torch.testing.assert_close(a, b)
-    for qs, ks, vs in (((2, 3, 4), (2, 0, 4), (2, 0, 5)), ((2, 0, 4), (2, 3, 4), (2, 3, 5)), ((0, 3, 4), (0, 5, 4), (0, 5, 2))):
+    # Empty sequences and batches; head dimensions of 0 (with a finite scale: the default
+    # 1 / sqrt(0) makes every score 0 * inf), whose tile products BLAS cannot take (the CPU
+    # kernels then use ATen's addmm).
+    for qs, ks, vs, kw in (((2, 3, 4), (2, 0, 4), (2, 0, 5), {}), ((2, 0, 4), (2, 3, 4), (2, 3, 5), {}),
+                           ((0, 3, 4), (0, 5, 4), (0, 5, 2), {}), ((2, 3, 0), (2, 5, 0), (2, 5, 4), {"scale": 0.5}),
+                           ((2, 3, 4), (2, 5, 4), (2, 5, 0), {})):  # fmt: skip
         q, k, v = _rand(*qs, **d), _rand(*ks, **d), _rand(*vs, **d)
-        ours, theirs = SDPA(q, k, v), F.scaled_dot_product_attention(q, k, v)
+        ours, theirs = SDPA(q, k, v, **kw), F.scaled_dot_product_attention(q, k, v, **kw)
         torch.testing.assert_close(ours, theirs)
         go = torch.randn_like(ours)
         for a, b in zip(torch.autograd.grad(ours, (q, k, v), go), torch.autograd.grad(theirs, (q, k, v), go)):
