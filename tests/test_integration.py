@@ -4,6 +4,7 @@ torch.set_num_threads and deterministic mode, whole-module serialization and dee
 models and calls come from two tables (MODELS, _calls) that the tests share."""
 
 import copy
+import gc
 import io
 import operator
 import threading
@@ -156,6 +157,13 @@ def _distributed_worker(rank, world, init_file, out_file, batches, wrapper):
             state = {k: v.full_tensor() for k, v in state.items()}  # DTensor shards -> whole
         if rank == 0:
             torch.save(state, out_file)
+        # Teardown in an order gloo survives: no rank closes its connections while the
+        # other is still working (the barrier), and no wrapper keeps the process group
+        # alive past destroy_process_group (DDP's reducer holds it; a group destroyed
+        # only at interpreter exit, after the peer has gone, can abort the process).
+        dist.barrier()
+        del wrapped, model, state
+        gc.collect()
     finally:
         dist.destroy_process_group()
 
