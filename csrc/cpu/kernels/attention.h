@@ -121,6 +121,7 @@ struct AttentionKernels {
   }
 
   static void forward(const attention::Forward& job, attention::GemmFn<acc_t> gemm) {
+    if (job.mask == nullptr && job.dropout_p == 0.0) return forward_transposed(job);
     const int64_t L = job.L, S = job.S, E = job.E, Ev = job.Ev, H = job.H, G = job.H / job.Hk;
     const int64_t big_tiles = job.B * H * ((L + kForwardBlockM - 1) / kForwardBlockM);
     const int64_t kBlockM = big_tiles >= 2 * at::get_num_threads() ? kForwardBlockM : kSmallBlockM;
@@ -172,6 +173,195 @@ struct AttentionKernels {
           const acc_t inv = any ? acc_t(1) / lbuf[r] : acc_t(0);
           for (int64_t c = 0; c < Ev; ++c) out[r * Ev + c] = static_cast<scalar_t>(O[r * Ev + c] * inv);
           lse[r] = any ? mbuf[r] + std::log(lbuf[r]) : kNegInf;
+        }
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // The forward without a mask or dropout (causal or not): register-tiled products of our
+  // own instead of BLAS, with the scores of a tile kept transposed (keys x query rows).
+  //
+  // Why: BLAS packs both operands of every tile product, and P (the tile of probabilities)
+  // is the large one; here nothing is packed per tile. S^T = K Q^T reads K's rows in place
+  // (broadcast operand) against Q^T (transposed once per query block, the vector operand);
+  // O += P V reads P^T in place (its columns are the query rows: a broadcast per row) against
+  // V packed once per key/value head into panels of kPanel columns. The products' epilogue
+  // also gives each query column's running max, so the online softmax is one pass (exp and
+  // sum) over the tile instead of two. Measured at 4x8x{1024,4096}x64, float32, 2 threads
+  // (benchmarks/results/2026-11-28-cpu-attention-own-tiles*.md).
+
+  static constexpr int64_t kPanel = 2 * W;  // columns of a micro-tile (two vectors)
+  static constexpr int kRows = 6;           // rows of a micro-tile: 12 accumulators
+  static constexpr int64_t kOwnBlockM = 64, kOwnBlockN = 256;
+
+  static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+  // C[i, 0:kPanel) for i < R = alpha * sum_k A(i, k) * B[k * ldb + (0:kPanel)], plus
+  // c_scale[i] * C[i, :] when c_scale is given (else C is overwritten); A(i, k) is
+  // A[i * lda + k], or A[k * lda + i] when kAT. With colmax: colmax[0:kPanel) = max(colmax,
+  // the new C's columns).
+  template <int R, bool kAT>
+  static void micro_tile(int64_t K, const acc_t* A, int64_t lda, const acc_t* B, int64_t ldb, acc_t* C, int64_t ldc,
+                         acc_t alpha, const acc_t* c_scale, acc_t* colmax) {
+    V acc[R][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = V(acc_t(0));
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < K; ++k) {
+      const V b0 = V::loadu(B + k * ldb), b1 = V::loadu(B + k * ldb + W);
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const V a(kAT ? A[k * lda + i] : A[i * lda + k]);
+        acc[i][0] = at::vec::fmadd(a, b0, acc[i][0]);
+        acc[i][1] = at::vec::fmadd(a, b1, acc[i][1]);
+      }
+    }
+    const V va(alpha);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      acc_t* c = C + i * ldc;
+      if (c_scale != nullptr) {
+        const V s(c_scale[i]);
+        acc[i][0] = at::vec::fmadd(acc[i][0], va, V::loadu(c) * s);
+        acc[i][1] = at::vec::fmadd(acc[i][1], va, V::loadu(c + W) * s);
+      } else if (alpha != acc_t(1)) {
+        acc[i][0] = acc[i][0] * va;
+        acc[i][1] = acc[i][1] * va;
+      }
+      acc[i][0].store(c);
+      acc[i][1].store(c + W);
+    }
+    if (colmax != nullptr) {
+      V m0 = V::loadu(colmax), m1 = V::loadu(colmax + W);
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        m0 = at::vec::maximum(m0, acc[i][0]);
+        m1 = at::vec::maximum(m1, acc[i][1]);
+      }
+      m0.store(colmax);
+      m1.store(colmax + W);
+    }
+  }
+
+  // C (m x n, n a multiple of kPanel) as micro_tile, over all micro-tiles; the columns
+  // [c, c + kPanel) of B start at B + (c / kPanel) * panel_stride.
+  template <bool kAT>
+  static void tile_product(int64_t m, int64_t n, int64_t K, const acc_t* A, int64_t lda, const acc_t* B,
+                           int64_t panel_stride, int64_t ldb, acc_t* C, int64_t ldc, acc_t alpha, const acc_t* c_scale,
+                           acc_t* colmax) {
+    for (int64_t c = 0; c < n; c += kPanel) {
+      const acc_t* Bp = B + (c / kPanel) * panel_stride;
+      acc_t* cm = colmax == nullptr ? nullptr : colmax + c;
+      for (int64_t i = 0; i < m; i += kRows) {
+        const acc_t* Ai = kAT ? A + i : A + i * lda;
+        acc_t* Ci = C + i * ldc + c;
+        const acc_t* cs = c_scale == nullptr ? nullptr : c_scale + i;
+        switch (std::min<int64_t>(kRows, m - i)) {
+          case 6: micro_tile<6, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, cm); break;
+          case 5: micro_tile<5, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, cm); break;
+          case 4: micro_tile<4, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, cm); break;
+          case 3: micro_tile<3, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, cm); break;
+          case 2: micro_tile<2, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, cm); break;
+          default: micro_tile<1, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, cm); break;
+        }
+      }
+    }
+  }
+
+  static void forward_transposed(const attention::Forward& job) {
+    const int64_t L = job.L, S = job.S, E = job.E, Ev = job.Ev, H = job.H, G = job.H / job.Hk;
+    const int64_t nqb = (L + kOwnBlockM - 1) / kOwnBlockM;
+    const int64_t Evp = round_up(Ev, kPanel);  // V's columns padded to whole panels (zeros)
+    // With E = 0 the scores are empty sums, 0 whatever the scale (as in BLAS, where the
+    // default scale 1/sqrt(0) = inf never multiplies them).
+    const acc_t scale = E == 0 ? acc_t(0) : static_cast<acc_t>(job.scale);
+    const int64_t tm = std::min(kOwnBlockM, L), tmp = round_up(tm, kPanel), tn = std::min(kOwnBlockN, S);
+    at::parallel_for(0, job.B * H * nqb, 1, [&](int64_t begin, int64_t end) {
+      // vp: the packed V of one key/value head (kf: its K in acc_t, for float16/bfloat16);
+      // qt: Q^T of the query block, its columns padded with zeros to bmp; st: S^T of a tile;
+      // o: the unnormalised output; mx, l: each query column's running max and sum; alpha:
+      // the factor of the old accumulators when the max moves; sub: what the exp subtracts.
+      AlignedBuffer<acc_t> vp(S * Evp), kf, qt(E * tmp), st(tn * tmp), o(tm * Evp), mx(tmp), l(tmp), alpha(tmp),
+          sub(tmp);
+      int64_t packed = -1;  // the key/value head in vp (and kf)
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t bh = t / nqb, i0 = (t % nqb) * kOwnBlockM, bm = std::min(kOwnBlockM, L - i0);
+        const int64_t bmp = round_up(bm, kPanel), kvh = (bh / H) * job.Hk + (bh % H) / G;
+        const scalar_t* Kh = static_cast<const scalar_t*>(job.k) + kvh * S * E;
+        if (kvh != packed) {  // consecutive tasks share a head: packed once per head and thread
+          const scalar_t* Vh = static_cast<const scalar_t*>(job.v) + kvh * S * Ev;
+          for (int64_t p = 0; p < Evp / kPanel; ++p) {
+            acc_t* dst = vp.data() + p * S * kPanel;
+            const int64_t c0 = p * kPanel, nc = std::min(kPanel, Ev - c0);
+            for (int64_t j = 0; j < S; ++j) {
+              for (int64_t c = 0; c < nc; ++c) dst[j * kPanel + c] = static_cast<acc_t>(Vh[j * Ev + c0 + c]);
+              for (int64_t c = nc; c < kPanel; ++c) dst[j * kPanel + c] = acc_t(0);
+            }
+          }
+          if constexpr (kReduced) as_acc(Kh, S, E, kf);
+          packed = kvh;
+        }
+        const acc_t* K = kReduced ? kf.data() : reinterpret_cast<const acc_t*>(Kh);
+        const scalar_t* Q = static_cast<const scalar_t*>(job.q) + (bh * L + i0) * E;
+        for (int64_t e = 0; e < E; ++e) {
+          acc_t* row = qt.data() + e * bmp;
+          for (int64_t r = 0; r < bm; ++r) row[r] = static_cast<acc_t>(Q[r * E + e]);
+          std::fill(row + bm, row + bmp, acc_t(0));
+        }
+        std::fill(mx.begin(), mx.end(), kNegInf);
+        std::fill(l.begin(), l.end(), acc_t(0));
+        const int64_t jend = key_end(job, i0, bm);
+        for (int64_t j0 = 0; j0 < jend; j0 += kOwnBlockN) {
+          const int64_t bn = std::min(kOwnBlockN, jend - j0);
+          acc_t* St = st.data();
+          // mx_new (in sub) = max(mx, the tile's column max after the causal mask).
+          std::copy(mx.begin(), mx.begin() + bmp, sub.begin());
+          const bool diagonal = job.causal && j0 + bn - 1 > i0;  // some key j > some row i
+          tile_product<false>(bn, bmp, E, K + j0 * E, E, qt.data(), kPanel, bmp, St, bmp, scale, nullptr,
+                              diagonal ? nullptr : sub.data());
+          if (diagonal) {
+            for (int64_t j = 0; j < bn; ++j) {
+              acc_t* row = St + j * bmp;
+              // Key j0 + j is masked for the rows i < j0 + j - i0.
+              std::fill(row, row + std::clamp<int64_t>(j0 + j - i0, 0, bmp), kNegInf);
+              for (int64_t c = 0; c < bmp; c += W) at::vec::maximum(V::loadu(sub.data() + c), V::loadu(row + c)).store(sub.data() + c);
+            }
+          }
+          for (int64_t c = 0; c < bmp; c += W) {
+            const V m_new = V::loadu(sub.data() + c), ninf(kNegInf);
+            // A column with nothing attended to yet (max -inf) subtracts 0: its exps are 0.
+            const V s = V::blendv(m_new, V(acc_t(0)), m_new == ninf);
+            ex(V::loadu(mx.data() + c) - s).store(alpha.data() + c);
+            s.store(sub.data() + c);
+            m_new.store(mx.data() + c);
+          }
+          // P^T = exp(S^T - sub) in place, column blocks of one panel, and l = l alpha + sums.
+          for (int64_t c = 0; c < bmp; c += kPanel) {
+            const V s0 = V::loadu(sub.data() + c), s1 = V::loadu(sub.data() + c + W);
+            V sum0(acc_t(0)), sum1(acc_t(0));
+            acc_t* p = St + c;
+            for (int64_t j = 0; j < bn; ++j, p += bmp) {
+              const V e0 = ex(V::loadu(p) - s0), e1 = ex(V::loadu(p + W) - s1);
+              e0.store(p);
+              e1.store(p + W);
+              sum0 += e0;
+              sum1 += e1;
+            }
+            (at::vec::fmadd(V::loadu(l.data() + c), V::loadu(alpha.data() + c), sum0)).store(l.data() + c);
+            (at::vec::fmadd(V::loadu(l.data() + c + W), V::loadu(alpha.data() + c + W), sum1)).store(l.data() + c + W);
+          }
+          // O = alpha O + P V (O starts at the first tile).
+          tile_product<true>(bm, Evp, bn, St, bmp, vp.data() + j0 * kPanel, S * kPanel, kPanel, o.data(), Evp, acc_t(1),
+                             j0 == 0 ? nullptr : alpha.data(), nullptr);
+        }
+        scalar_t* out = static_cast<scalar_t*>(job.out) + (bh * L + i0) * Ev;
+        acc_t* lse = static_cast<acc_t*>(job.lse) + bh * L + i0;
+        for (int64_t r = 0; r < bm; ++r) {
+          const bool any = l[r] > acc_t(0);
+          const acc_t inv = any ? acc_t(1) / l[r] : acc_t(0);
+          for (int64_t c = 0; c < Ev; ++c) out[r * Ev + c] = static_cast<scalar_t>(any ? o[r * Evp + c] * inv : acc_t(0));
+          lse[r] = any ? mx[r] + std::log(l[r]) : kNegInf;
         }
       }
     });
