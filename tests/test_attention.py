@@ -142,10 +142,12 @@ def test_sdpa_fully_masked_rows_and_empty_inputs(device):
             torch.testing.assert_close(a, b)
     # Empty sequences and batches; head dimensions of 0 (with a finite scale: the default
     # 1 / sqrt(0) makes every score 0 * inf), whose tile products BLAS cannot take (the CPU
-    # kernels then use ATen's addmm).
+    # backward, and the forward with a mask, then use ATen's addmm).
+    zmask = torch.zeros(3, 5, **d)
     for qs, ks, vs, kw in (((2, 3, 4), (2, 0, 4), (2, 0, 5), {}), ((2, 0, 4), (2, 3, 4), (2, 3, 5), {}),
                            ((0, 3, 4), (0, 5, 4), (0, 5, 2), {}), ((2, 3, 0), (2, 5, 0), (2, 5, 4), {"scale": 0.5}),
-                           ((2, 3, 4), (2, 5, 4), (2, 5, 0), {})):  # fmt: skip
+                           ((2, 3, 0), (2, 5, 0), (2, 5, 4), {"scale": 0.5, "attn_mask": zmask}),
+                           ((2, 3, 4), (2, 5, 4), (2, 5, 0), {}), ((2, 3, 4), (2, 5, 4), (2, 5, 0), {"attn_mask": zmask})):  # fmt: skip
         q, k, v = _rand(*qs, **d), _rand(*ks, **d), _rand(*vs, **d)
         ours, theirs = SDPA(q, k, v, **kw), F.scaled_dot_product_attention(q, k, v, **kw)
         torch.testing.assert_close(ours, theirs)
@@ -170,6 +172,31 @@ def test_sdpa_kernels_every_isa(cpu_isa):
             assert _err(ours, ref) <= tol
             for a, r in zip(g, g_ref):
                 assert _err(a, r) <= tol * max(1.0, r.abs().max().item())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_sdpa_cpu_forward_tiles(dtype):
+    """The CPU forward's own tile products and its masking of transposed score tiles, at sizes
+    that cross every boundary of the tiles (64 query rows, 256 keys) and of the micro-tiles
+    (6 rows, 2 vectors of columns), GQA included: no mask (the column max from the product),
+    causal (the diagonal tiles), a full float mask (gathered per query row), a key-padding
+    mask (one row broadcast over the queries), and dropout with p -> 0 against none."""
+    torch.manual_seed(2)
+    for L, S, E, Ev in ((1, 1, 3, 1), (5, 7, 8, 16), (63, 257, 24, 17), (65, 256, 16, 40), (130, 600, 32, 64), (300, 70, 8, 9)):
+        q, k, v = _rand(2, 4, L, E, dtype=dtype, grad=False), _rand(2, 2, S, E, dtype=dtype, grad=False), _rand(2, 2, S, Ev, dtype=dtype, grad=False)
+        pad = torch.rand(2, 1, 1, S) > 0.2
+        pad[..., 0] = True  # every row attends to something
+        kws = [{}, {"is_causal": True}, {"attn_mask": torch.ones(L, S, dtype=torch.bool).tril()},
+               {"attn_mask": torch.randn(2, 4, L, S, dtype=torch.float64).to(dtype)}, {"attn_mask": pad}]  # fmt: skip
+        tol = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 2e-2}[dtype]
+        for kw in kws:
+            kw["enable_gqa"] = True
+            ref = _reference(q, k, v, kw)
+            assert _err(SDPA(q, k, v, **kw), ref) <= tol, (L, S, E, Ev, list(kw))
+        # dropout's per-element factors on the transposed tile: p = 1e-15 keeps everything
+        # (scaled by 1 / (1 - p)), so it must give the answer without dropout.
+        got = SDPA(q, k, v, dropout_p=1e-15, enable_gqa=True)
+        assert _err(got, _reference(q, k, v, {"enable_gqa": True})) <= tol
 
 
 def test_sdpa_noncontiguous_inputs():

@@ -75,7 +75,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, acc_t alp
 // The dtype dispatch (and its error messages) stays here, compiled for any CPU.
 void forward_cpu(const Forward& job) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, job.dtype, "torch_ops.scaled_dot_product_attention", [&] {
-    TORCH_OPS_CPU_KERNEL(attention_forward<scalar_t>)(job, &gemm<at::opmath_type<scalar_t>>);
+    TORCH_OPS_CPU_KERNEL(attention_forward<scalar_t>)(job);
   });
 }
 void backward_cpu(const Backward& job) {

@@ -1,29 +1,30 @@
 // The attention family's CPU kernels, compiled once per instruction set
 // (csrc/cpu/isa_*.cpp, namespace torch_ops::cpu::TORCH_OPS_ISA); declared in
-// torch_ops/attention.h. The FlashAttention-2 scheme on tiles: a block of kBlockM query rows
-// against blocks of keys (the sizes below); the block products (Q K^T, P V, and in the backward
-// dO V^T, P^T dO, dS K, dS^T Q) are GEMMs through the caller's BLAS (`gemm`); the row work
-// between them (mask, online softmax, probabilities from the saved log-sum-exp, the score
-// gradient) is at::vec::Vectorized<acc_t>. The L x S matrix never exists: the scratch is
-// O(kBlockM * kBlockN) per thread, plus, in the backward, the gradient of one key/value head
-// (O(S)). Forward: at::parallel_for over (batch x heads x query blocks); backward: over
-// (batch x key/value heads), each task owning the gradient of its key/value head (no
-// reduction across threads: deterministic for any thread count). float16 / bfloat16 are
-// computed in float (the tiles converted on the way in).
+// torch_ops/attention.h. The FlashAttention-2 scheme on tiles: a block of query rows against
+// blocks of keys (the sizes below). The forward's tile products (Q K^T, P V) are register
+// tiles of our own (see `forward`); the backward's (Q K^T, dO V^T, P^T dO, dS K, dS^T Q) are
+// GEMMs through the caller's BLAS (`gemm`); the work between them (mask, online softmax,
+// probabilities from the saved log-sum-exp, the score gradient) is
+// at::vec::Vectorized<acc_t>. The L x S matrix never exists: the scratch is one tile per
+// thread, plus one key/value head (O(S)): the forward's packed V, the backward's gradients.
+// Forward: at::parallel_for over (batch x heads x query blocks); backward: over (batch x
+// key/value heads), each task owning the gradient of its key/value head (no reduction
+// across threads: deterministic for any thread count). float16 / bfloat16 are computed in
+// float (converted on the way in).
 
 namespace torch_ops::cpu::TORCH_OPS_ISA {
 namespace {
 
-// Tile sizes. The forward takes 256 query rows per tile when that still gives every thread
-// two tiles (fewer passes over K and V; measured 1.03-1.07x faster than 64 at 4x8x1024x64 on
-// 2 threads), else 64, against 512 keys. The backward (parallel over heads, so the tile
-// size does not change its parallelism) takes 256 x 256 tiles: its dK and dV products
-// are (keys x rows) x (rows x head dim), so more rows per tile means fewer passes over the
-// dK/dV accumulators and deeper GEMMs (4x8x1024x64 fwd+bwd, 2 threads: 64 x 512 tiles
-// 0.90-0.99x PyTorch, 256 x 256 1.05-1.11x; at L=4096 0.70-0.92x against 0.92-1.04x), and
-// its three tile buffers stay at 256 KiB each.
-constexpr int64_t kBlockN = 512;  // keys per forward tile
-constexpr int64_t kForwardBlockM = 256, kSmallBlockM = 64;
+// Tile sizes. The forward takes 64 query rows x 256 keys: its transposed score tile (64 KiB
+// in float) stays in L2 between the product that writes it, the exp pass and the product
+// that reads it (at 4x8x4096x64 on one thread, 64-row tiles ran 10-20% faster than 128 or
+// 256 rows). The backward (parallel over heads, so the tile size does not change its
+// parallelism) takes 256 x 256 tiles: its dK and dV products are (keys x rows) x (rows x
+// head dim), so more rows per tile means fewer passes over the dK/dV accumulators and
+// deeper GEMMs (4x8x1024x64 fwd+bwd, 2 threads: 64 x 512 tiles 0.90-0.99x PyTorch,
+// 256 x 256 1.05-1.11x; at L=4096 0.70-0.92x against 0.92-1.04x), and its three tile
+// buffers stay at 256 KiB each.
+constexpr int64_t kForwardBlockM = 64, kForwardBlockN = 256;
 constexpr int64_t kBackwardBlockM = 256, kBackwardBlockN = 256;
 
 template <typename scalar_t>
@@ -44,18 +45,6 @@ struct AttentionKernels {
       for (int64_t i = 0; i < n * d; ++i) buf[i] = static_cast<acc_t>(src[i]);
       return buf.data();
     }
-  }
-
-  static acc_t row_max(const acc_t* x, int64_t n) {
-    int64_t j = 0;
-    acc_t m = kNegInf;
-    if (n >= W) {
-      V vm(kNegInf);
-      for (; j + W <= n; j += W) vm = at::vec::maximum(vm, V::loadu(x + j));
-      m = at::vec::vec_reduce_all<acc_t>([](V& a, V& b) { return at::vec::maximum(a, b); }, vm);
-    }
-    for (; j < n; ++j) m = std::max(m, x[j]);
-    return m;
   }
 
   static V ex(const V& v) { return v.exp_u20(); }
@@ -82,13 +71,6 @@ struct AttentionKernels {
     int64_t j = 0;
     for (; j + W <= n; j += W) (V::loadu(x + j) + V::loadu(y + j)).store(x + j);
     for (; j < n; ++j) x[j] += y[j];
-  }
-
-  static void scale_row(acc_t* x, int64_t n, acc_t a) {
-    int64_t j = 0;
-    const V va(a);
-    for (; j + W <= n; j += W) (V::loadu(x + j) * va).store(x + j);
-    for (; j < n; ++j) x[j] *= a;
   }
 
   // The scores of one row of a tile, in place: + mask, causal -inf for keys j > i.
@@ -120,80 +102,22 @@ struct AttentionKernels {
       x[j] *= math::dropout_keep(job.seed, base + j, job.dropout_p) ? ks : acc_t(0);
   }
 
-  static void forward(const attention::Forward& job, attention::GemmFn<acc_t> gemm) {
-    if (job.mask == nullptr && job.dropout_p == 0.0) return forward_transposed(job);
-    const int64_t L = job.L, S = job.S, E = job.E, Ev = job.Ev, H = job.H, G = job.H / job.Hk;
-    const int64_t big_tiles = job.B * H * ((L + kForwardBlockM - 1) / kForwardBlockM);
-    const int64_t kBlockM = big_tiles >= 2 * at::get_num_threads() ? kForwardBlockM : kSmallBlockM;
-    const int64_t nqb = (L + kBlockM - 1) / kBlockM;
-    const acc_t scale = static_cast<acc_t>(job.scale);
-    // Buffers sized for the tiles this problem has (a short sequence: small buffers, no
-    // page faults of a fresh large allocation per call).
-    const int64_t tm = std::min(kBlockM, L), tn = std::min(kBlockN, S);
-    at::parallel_for(0, job.B * H * nqb, 1, [&](int64_t begin, int64_t end) {
-      AlignedBuffer<acc_t> sbuf(tm * tn), obuf(tm * std::max<int64_t>(Ev, 1)), mbuf(tm), lbuf(tm), qf, kf, vf;
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t bh = t / nqb, i0 = (t % nqb) * kBlockM, bm = std::min(kBlockM, L - i0);
-        const int64_t b = bh / H, h = bh % H, kvh = b * job.Hk + h / G;
-        const acc_t* Q = as_acc(static_cast<const scalar_t*>(job.q) + (bh * L + i0) * E, bm, E, qf);
-        const scalar_t* K = static_cast<const scalar_t*>(job.k) + kvh * S * E;
-        const scalar_t* Vm = static_cast<const scalar_t*>(job.v) + kvh * S * Ev;
-        acc_t* O = obuf.data();
-        std::fill(O, O + bm * Ev, acc_t(0));
-        std::fill(mbuf.begin(), mbuf.end(), kNegInf);
-        std::fill(lbuf.begin(), lbuf.end(), acc_t(0));
-        const int64_t jend = key_end(job, i0, bm);
-        for (int64_t j0 = 0; j0 < jend; j0 += kBlockN) {
-          const int64_t bn = std::min(kBlockN, jend - j0);
-          const acc_t* Kb = as_acc(K + j0 * E, bn, E, kf);
-          const acc_t* Vb = as_acc(Vm + j0 * Ev, bn, Ev, vf);
-          acc_t* Sb = sbuf.data();
-          gemm(false, true, bm, bn, E, scale, Q, E, Kb, E, acc_t(0), Sb, bn);
-          for (int64_t r = 0; r < bm; ++r) {
-            acc_t* srow = Sb + r * bn;
-            mask_row(job, srow, b, h, i0 + r, j0, bn);
-            const acc_t m_new = std::max(mbuf[r], row_max(srow, bn));
-            if (m_new == kNegInf) {  // nothing attended to yet: p = 0
-              std::fill(srow, srow + bn, acc_t(0));
-              continue;
-            }
-            const acc_t sum = exp_sum(srow, bn, m_new);
-            const acc_t alpha = std::exp(mbuf[r] - m_new);  // 0 when the old max was -inf
-            if (alpha != acc_t(1)) scale_row(O + r * Ev, Ev, alpha);
-            lbuf[r] = lbuf[r] * alpha + sum;
-            mbuf[r] = m_new;
-            if (job.dropout_p > 0.0) dropout_row(job, srow, bh, i0 + r, j0, bn);
-          }
-          gemm(false, false, bm, Ev, bn, acc_t(1), Sb, bn, Vb, Ev, acc_t(1), O, Ev);
-        }
-        scalar_t* out = static_cast<scalar_t*>(job.out) + (bh * L + i0) * Ev;
-        acc_t* lse = static_cast<acc_t*>(job.lse) + bh * L + i0;
-        for (int64_t r = 0; r < bm; ++r) {
-          const bool any = lbuf[r] > acc_t(0);
-          const acc_t inv = any ? acc_t(1) / lbuf[r] : acc_t(0);
-          for (int64_t c = 0; c < Ev; ++c) out[r * Ev + c] = static_cast<scalar_t>(O[r * Ev + c] * inv);
-          lse[r] = any ? mbuf[r] + std::log(lbuf[r]) : kNegInf;
-        }
-      }
-    });
-  }
-
   // ---------------------------------------------------------------------------------------
-  // The forward without a mask or dropout (causal or not): register-tiled products of our
-  // own instead of BLAS, with the scores of a tile kept transposed (keys x query rows).
+  // The forward: register-tiled products of our own instead of BLAS, with the scores of a
+  // tile kept transposed (keys x query rows).
   //
   // Why: BLAS packs both operands of every tile product, and P (the tile of probabilities)
   // is the large one; here nothing is packed per tile. S^T = K Q^T reads K's rows in place
   // (broadcast operand) against Q^T (transposed once per query block, the vector operand);
   // O += P V reads P^T in place (its columns are the query rows: a broadcast per row) against
-  // V packed once per key/value head into panels of kPanel columns. The products' epilogue
-  // also gives each query column's running max, so the online softmax is one pass (exp and
-  // sum) over the tile instead of two. Measured at 4x8x{1024,4096}x64, float32, 2 threads
-  // (benchmarks/results/2026-11-28-cpu-attention-own-tiles*.md).
+  // V packed once per key/value head into panels of kPanel columns. For a tile with neither
+  // a mask nor the causal diagonal, the product's epilogue also gives each query column's
+  // running max, so the online softmax is one pass (exp and sum) over the tile. Measured
+  // at 4x8x{1024,4096}x64, float32, 2 threads: 1.16-1.18x PyTorch's CPU flash kernel, 1.35-1.5x
+  // causal, where the BLAS tiles were at parity (benchmarks/results/2026-11-28-cpu-attention-own-tiles*.md).
 
   static constexpr int64_t kPanel = 2 * W;  // columns of a micro-tile (two vectors)
   static constexpr int kRows = 6;           // rows of a micro-tile: 12 accumulators
-  static constexpr int64_t kOwnBlockM = 64, kOwnBlockN = 256;
 
   static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
@@ -269,14 +193,50 @@ struct AttentionKernels {
     }
   }
 
-  static void forward_transposed(const attention::Forward& job) {
+  // S^T (bn x bmp, column i = query row i0 + i, row j = key j0 + j) + the additive mask and
+  // -inf for the causally masked keys; colmax = max(colmax, the masked columns).
+  static void mask_tile(const attention::Problem& job, acc_t* St, int64_t bmp, int64_t b, int64_t h, int64_t i0,
+                        int64_t bm, int64_t j0, int64_t bn, bool diagonal, acc_t* colmax) {
+    const acc_t* m = job.mask == nullptr ? nullptr
+                                         : static_cast<const acc_t*>(job.mask) + b * job.mask_sb + h * job.mask_sh +
+                                               i0 * job.mask_sl + j0;
+    for (int64_t j = 0; j < bn; ++j) {
+      acc_t* row = St + j * bmp;
+      if (m != nullptr) {
+        if (job.mask_sl == 0) {  // one mask row for every query (a key-padding mask)
+          const V mj(m[j]);
+          for (int64_t c = 0; c < bmp; c += W) (V::loadu(row + c) + mj).store(row + c);
+        } else {
+          for (int64_t i = 0; i < bm; ++i) row[i] += m[i * job.mask_sl + j];
+        }
+      }
+      // Key j0 + j is masked for the rows i < j0 + j - i0.
+      if (diagonal) std::fill(row, row + std::clamp<int64_t>(j0 + j - i0, 0, bmp), kNegInf);
+      for (int64_t c = 0; c < bmp; c += W) at::vec::maximum(V::loadu(colmax + c), V::loadu(row + c)).store(colmax + c);
+    }
+  }
+
+  // P^T *= the dropout factor of each element (bh, i0 + i, j0 + j), i < bm.
+  static void dropout_tile(const attention::Problem& job, acc_t* Pt, int64_t bmp, int64_t bh, int64_t i0, int64_t bm,
+                           int64_t j0, int64_t bn) {
+    const acc_t ks = keep_scale(job);
+    for (int64_t j = 0; j < bn; ++j) {
+      acc_t* row = Pt + j * bmp;
+      for (int64_t i = 0; i < bm; ++i) {
+        const uint64_t idx = (static_cast<uint64_t>(bh) * job.L + i0 + i) * job.S + j0 + j;
+        row[i] *= math::dropout_keep(job.seed, idx, job.dropout_p) ? ks : acc_t(0);
+      }
+    }
+  }
+
+  static void forward(const attention::Forward& job) {
     const int64_t L = job.L, S = job.S, E = job.E, Ev = job.Ev, H = job.H, G = job.H / job.Hk;
-    const int64_t nqb = (L + kOwnBlockM - 1) / kOwnBlockM;
+    const int64_t nqb = (L + kForwardBlockM - 1) / kForwardBlockM;
     const int64_t Evp = round_up(Ev, kPanel);  // V's columns padded to whole panels (zeros)
     // With E = 0 the scores are empty sums, 0 whatever the scale (as in BLAS, where the
     // default scale 1/sqrt(0) = inf never multiplies them).
     const acc_t scale = E == 0 ? acc_t(0) : static_cast<acc_t>(job.scale);
-    const int64_t tm = std::min(kOwnBlockM, L), tmp = round_up(tm, kPanel), tn = std::min(kOwnBlockN, S);
+    const int64_t tm = std::min(kForwardBlockM, L), tmp = round_up(tm, kPanel), tn = std::min(kForwardBlockN, S);
     at::parallel_for(0, job.B * H * nqb, 1, [&](int64_t begin, int64_t end) {
       // vp: the packed V of one key/value head (kf: its K in acc_t, for float16/bfloat16);
       // qt: Q^T of the query block, its columns padded with zeros to bmp; st: S^T of a tile;
@@ -285,11 +245,12 @@ struct AttentionKernels {
       AlignedBuffer<acc_t> vp(S * Evp), kf, qt(E * tmp), st(tn * tmp), o(tm * Evp), mx(tmp), l(tmp), alpha(tmp),
           sub(tmp);
       int64_t packed = -1;  // the key/value head in vp (and kf)
+      const acc_t* K = nullptr;  // its keys in acc_t
       for (int64_t t = begin; t < end; ++t) {
-        const int64_t bh = t / nqb, i0 = (t % nqb) * kOwnBlockM, bm = std::min(kOwnBlockM, L - i0);
-        const int64_t bmp = round_up(bm, kPanel), kvh = (bh / H) * job.Hk + (bh % H) / G;
-        const scalar_t* Kh = static_cast<const scalar_t*>(job.k) + kvh * S * E;
+        const int64_t bh = t / nqb, i0 = (t % nqb) * kForwardBlockM, bm = std::min(kForwardBlockM, L - i0);
+        const int64_t bmp = round_up(bm, kPanel), b = bh / H, h = bh % H, kvh = b * job.Hk + h / G;
         if (kvh != packed) {  // consecutive tasks share a head: packed once per head and thread
+          const scalar_t* Kh = static_cast<const scalar_t*>(job.k) + kvh * S * E;
           const scalar_t* Vh = static_cast<const scalar_t*>(job.v) + kvh * S * Ev;
           for (int64_t p = 0; p < Evp / kPanel; ++p) {
             acc_t* dst = vp.data() + p * S * kPanel;
@@ -299,10 +260,9 @@ struct AttentionKernels {
               for (int64_t c = nc; c < kPanel; ++c) dst[j * kPanel + c] = acc_t(0);
             }
           }
-          if constexpr (kReduced) as_acc(Kh, S, E, kf);
+          K = as_acc(Kh, S, E, kf);
           packed = kvh;
         }
-        const acc_t* K = kReduced ? kf.data() : reinterpret_cast<const acc_t*>(Kh);
         const scalar_t* Q = static_cast<const scalar_t*>(job.q) + (bh * L + i0) * E;
         for (int64_t e = 0; e < E; ++e) {
           acc_t* row = qt.data() + e * bmp;
@@ -312,22 +272,16 @@ struct AttentionKernels {
         std::fill(mx.begin(), mx.end(), kNegInf);
         std::fill(l.begin(), l.end(), acc_t(0));
         const int64_t jend = key_end(job, i0, bm);
-        for (int64_t j0 = 0; j0 < jend; j0 += kOwnBlockN) {
-          const int64_t bn = std::min(kOwnBlockN, jend - j0);
+        for (int64_t j0 = 0; j0 < jend; j0 += kForwardBlockN) {
+          const int64_t bn = std::min(kForwardBlockN, jend - j0);
           acc_t* St = st.data();
-          // mx_new (in sub) = max(mx, the tile's column max after the causal mask).
+          // mx_new (in sub) = max(mx, the tile's column max after the mask).
           std::copy(mx.begin(), mx.begin() + bmp, sub.begin());
           const bool diagonal = job.causal && j0 + bn - 1 > i0;  // some key j > some row i
+          const bool masked = diagonal || job.mask != nullptr;
           tile_product<false>(bn, bmp, E, K + j0 * E, E, qt.data(), kPanel, bmp, St, bmp, scale, nullptr,
-                              diagonal ? nullptr : sub.data());
-          if (diagonal) {
-            for (int64_t j = 0; j < bn; ++j) {
-              acc_t* row = St + j * bmp;
-              // Key j0 + j is masked for the rows i < j0 + j - i0.
-              std::fill(row, row + std::clamp<int64_t>(j0 + j - i0, 0, bmp), kNegInf);
-              for (int64_t c = 0; c < bmp; c += W) at::vec::maximum(V::loadu(sub.data() + c), V::loadu(row + c)).store(sub.data() + c);
-            }
-          }
+                              masked ? nullptr : sub.data());
+          if (masked) mask_tile(job, St, bmp, b, h, i0, bm, j0, bn, diagonal, sub.data());
           for (int64_t c = 0; c < bmp; c += W) {
             const V m_new = V::loadu(sub.data() + c), ninf(kNegInf);
             // A column with nothing attended to yet (max -inf) subtracts 0: its exps are 0.
@@ -351,6 +305,7 @@ struct AttentionKernels {
             (at::vec::fmadd(V::loadu(l.data() + c), V::loadu(alpha.data() + c), sum0)).store(l.data() + c);
             (at::vec::fmadd(V::loadu(l.data() + c + W), V::loadu(alpha.data() + c + W), sum1)).store(l.data() + c + W);
           }
+          if (job.dropout_p > 0.0) dropout_tile(job, St, bmp, bh, i0, bm, j0, bn);
           // O = alpha O + P V (O starts at the first tile).
           tile_product<true>(bm, Evp, bn, St, bmp, vp.data() + j0 * kPanel, S * kPanel, kPanel, o.data(), Evp, acc_t(1),
                              j0 == 0 ? nullptr : alpha.data(), nullptr);
@@ -487,8 +442,8 @@ struct AttentionKernels {
 }  // namespace
 
 template <typename scalar_t>
-void attention_forward(const attention::Forward& job, attention::GemmFn<at::opmath_type<scalar_t>> gemm) {
-  AttentionKernels<scalar_t>::forward(job, gemm);
+void attention_forward(const attention::Forward& job) {
+  AttentionKernels<scalar_t>::forward(job);
 }
 
 template <typename scalar_t>
@@ -496,10 +451,10 @@ void attention_backward(const attention::Backward& job, attention::GemmFn<at::op
   AttentionKernels<scalar_t>::backward(job, gemm);
 }
 
-template void attention_forward<double>(const attention::Forward&, attention::GemmFn<double>);
-template void attention_forward<float>(const attention::Forward&, attention::GemmFn<float>);
-template void attention_forward<c10::BFloat16>(const attention::Forward&, attention::GemmFn<float>);
-template void attention_forward<c10::Half>(const attention::Forward&, attention::GemmFn<float>);
+template void attention_forward<double>(const attention::Forward&);
+template void attention_forward<float>(const attention::Forward&);
+template void attention_forward<c10::BFloat16>(const attention::Forward&);
+template void attention_forward<c10::Half>(const attention::Forward&);
 template void attention_backward<double>(const attention::Backward&, attention::GemmFn<double>);
 template void attention_backward<float>(const attention::Backward&, attention::GemmFn<float>);
 template void attention_backward<c10::BFloat16>(const attention::Backward&, attention::GemmFn<float>);
