@@ -200,15 +200,24 @@ struct AttentionKernels {
     const acc_t* m = job.mask == nullptr ? nullptr
                                          : static_cast<const acc_t*>(job.mask) + b * job.mask_sb + h * job.mask_sh +
                                                i0 * job.mask_sl + j0;
+    if (m != nullptr && job.mask_sl != 0) {
+      // The mask's rows (queries) into the transposed tile, a cache line of keys at a time:
+      // each mask row is read a line at once. Reading a column of the mask row by row would
+      // miss L1 on every element (rows a page apart all map to the same cache set).
+      constexpr int64_t kLine = 64 / sizeof(acc_t);
+      for (int64_t jb = 0; jb < bn; jb += kLine) {
+        const int64_t je = std::min(jb + kLine, bn);
+        for (int64_t i = 0; i < bm; ++i) {
+          const acc_t* mi = m + i * job.mask_sl;
+          for (int64_t j = jb; j < je; ++j) St[j * bmp + i] += mi[j];
+        }
+      }
+    }
     for (int64_t j = 0; j < bn; ++j) {
       acc_t* row = St + j * bmp;
-      if (m != nullptr) {
-        if (job.mask_sl == 0) {  // one mask row for every query (a key-padding mask)
-          const V mj(m[j]);
-          for (int64_t c = 0; c < bmp; c += W) (V::loadu(row + c) + mj).store(row + c);
-        } else {
-          for (int64_t i = 0; i < bm; ++i) row[i] += m[i * job.mask_sl + j];
-        }
+      if (m != nullptr && job.mask_sl == 0) {  // one mask row for every query (a key-padding mask)
+        const V mj(m[j]);
+        for (int64_t c = 0; c < bmp; c += W) (V::loadu(row + c) + mj).store(row + c);
       }
       // Key j0 + j is masked for the rows i < j0 + j - i0.
       if (diagonal) std::fill(row, row + std::clamp<int64_t>(j0 + j - i0, 0, bmp), kNegInf);
