@@ -140,9 +140,9 @@ def test_sdpa_fully_masked_rows_and_empty_inputs(device):
         go = torch.randn_like(ours)
         for a, b in zip(torch.autograd.grad(ours, (q, k, v), go), torch.autograd.grad(theirs, (q, k, v), go)):
             torch.testing.assert_close(a, b)
-    # Empty sequences and batches; head dimensions of 0 (with a finite scale: the default
-    # 1 / sqrt(0) makes every score 0 * inf), whose tile products BLAS cannot take (the CPU
-    # backward, and the forward with a mask, then use ATen's addmm).
+    # Empty sequences and batches; head dimensions of 0 (the tile products of depth 0 or of
+    # no columns; with and without a mask; a finite scale here: PyTorch's default
+    # 1 / sqrt(0) makes its gradients 0 * inf).
     zmask = torch.zeros(3, 5, **d)
     for qs, ks, vs, kw in (((2, 3, 4), (2, 0, 4), (2, 0, 5), {}), ((2, 0, 4), (2, 3, 4), (2, 3, 5), {}),
                            ((0, 3, 4), (0, 5, 4), (0, 5, 2), {}), ((2, 3, 0), (2, 5, 0), (2, 5, 4), {"scale": 0.5}),

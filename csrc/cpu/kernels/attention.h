@@ -1,31 +1,34 @@
 // The attention family's CPU kernels, compiled once per instruction set
 // (csrc/cpu/isa_*.cpp, namespace torch_ops::cpu::TORCH_OPS_ISA); declared in
 // torch_ops/attention.h. The FlashAttention-2 scheme on tiles: a block of query rows against
-// blocks of keys (the sizes below). The forward's tile products (Q K^T, P V) are register
-// tiles of our own (see `forward`); the backward's (Q K^T, dO V^T, P^T dO, dS K, dS^T Q) are
-// GEMMs through the caller's BLAS (`gemm`); the work between them (mask, online softmax,
+// blocks of keys (the sizes below), the scores of a tile kept transposed (keys x query rows).
+// Every tile product (forward: S^T = K Q^T, O += P V; backward: S^T, dP^T = V dO^T,
+// dV += P^T dO, dQ += dS K, dK += dS^T Q) is a register-tiled product of our own
+// (`tile_product`), none packed per tile; the work between them (mask, online softmax,
 // probabilities from the saved log-sum-exp, the score gradient) is
-// at::vec::Vectorized<acc_t>. The L x S matrix never exists: the scratch is one tile per
-// thread, plus one key/value head (O(S)): the forward's packed V, the backward's gradients.
-// Forward: at::parallel_for over (batch x heads x query blocks); backward: over (batch x
-// key/value heads), each task owning the gradient of its key/value head (no reduction
-// across threads: deterministic for any thread count). float16 / bfloat16 are computed in
-// float (converted on the way in).
+// at::vec::Vectorized<acc_t> over the query columns. The L x S matrix never exists: the
+// scratch is a few tiles per thread plus one key/value head (O(S)). Forward:
+// at::parallel_for over (batch x heads x query blocks); backward: over (batch x key/value
+// heads), each task owning the gradient of its key/value head (no reduction across threads:
+// deterministic for any thread count). float16 / bfloat16 are computed in float (converted
+// on the way in).
+//
+// Why not BLAS: BLAS packs both operands of every call, and the large one is the tile of
+// probabilities (or of score gradients), which exists only for that call. With BLAS tiles
+// (MKL, the calls PyTorch's own CPU flash kernel makes) the forward was at parity with
+// PyTorch; with these it is 1.2-1.6x (benchmarks/results/2026-11-28-cpu-attention-own-tiles*.md).
 
 namespace torch_ops::cpu::TORCH_OPS_ISA {
 namespace {
 
-// Tile sizes. The forward takes 64 query rows x 256 keys: its transposed score tile (64 KiB
-// in float) stays in L2 between the product that writes it, the exp pass and the product
-// that reads it (at 4x8x4096x64 on one thread, 64-row tiles ran 10-20% faster than 128 or
-// 256 rows). The backward (parallel over heads, so the tile size does not change its
-// parallelism) takes 256 x 256 tiles: its dK and dV products are (keys x rows) x (rows x
-// head dim), so more rows per tile means fewer passes over the dK/dV accumulators and
-// deeper GEMMs (4x8x1024x64 fwd+bwd, 2 threads: 64 x 512 tiles 0.90-0.99x PyTorch,
-// 256 x 256 1.05-1.11x; at L=4096 0.70-0.92x against 0.92-1.04x), and its three tile
-// buffers stay at 256 KiB each.
+// Tile sizes: 64 query rows x 256 keys, forward and backward. A transposed score tile is
+// then 64 KiB in float and stays in L2 between the product that writes it, the row work
+// and the products that read it (at 4x8x4096x64 on one thread, the forward with 64-row
+// tiles ran 10-20% faster than with 128 or 256 rows; the backward's 64 x 256 was 0-8%
+// faster than 128 x 256 or 256 x 256 at 4x8x1024x64 on 2 threads, and than 64 x 128 or
+// 64 x 512 within noise). The products need no deep tiles to amortise packing.
 constexpr int64_t kForwardBlockM = 64, kForwardBlockN = 256;
-constexpr int64_t kBackwardBlockM = 256, kBackwardBlockN = 256;
+constexpr int64_t kBackwardBlockM = 64, kBackwardBlockN = 256;
 
 template <typename scalar_t>
 struct AttentionKernels {
@@ -49,42 +52,6 @@ struct AttentionKernels {
 
   static V ex(const V& v) { return v.exp_u20(); }
 
-  // x[j] = exp(x[j] - sub) over the row; returns the sum.
-  static acc_t exp_sum(acc_t* x, int64_t n, acc_t sub) {
-    int64_t j = 0;
-    V vs(acc_t(0));
-    const V vsub(sub);
-    for (; j + W <= n; j += W) {
-      const V e = ex(V::loadu(x + j) - vsub);
-      e.store(x + j);
-      vs += e;
-    }
-    acc_t s = at::vec::vec_reduce_all<acc_t>([](V& a, V& b) { return a + b; }, vs);
-    for (; j < n; ++j) {
-      x[j] = std::exp(x[j] - sub);
-      s += x[j];
-    }
-    return s;
-  }
-
-  static void add_row(acc_t* x, const acc_t* y, int64_t n) {
-    int64_t j = 0;
-    for (; j + W <= n; j += W) (V::loadu(x + j) + V::loadu(y + j)).store(x + j);
-    for (; j < n; ++j) x[j] += y[j];
-  }
-
-  // The scores of one row of a tile, in place: + mask, causal -inf for keys j > i.
-  static void mask_row(const attention::Problem& job, acc_t* srow, int64_t b, int64_t h, int64_t i, int64_t j0,
-                       int64_t bn) {
-    if (job.mask != nullptr) {
-      const acc_t* m = static_cast<const acc_t*>(job.mask) + b * job.mask_sb + h * job.mask_sh + i * job.mask_sl + j0;
-      add_row(srow, m, bn);
-    }
-    if (job.causal) {
-      for (int64_t j = std::max<int64_t>(0, i + 1 - j0); j < bn; ++j) srow[j] = kNegInf;
-    }
-  }
-
   // Keys visited by the query rows [i0, i0 + bm): all, or those j < i0 + bm when causal.
   static int64_t key_end(const attention::Problem& job, int64_t i0, int64_t bm) {
     return job.causal ? std::min(job.S, i0 + bm) : job.S;
@@ -94,27 +61,13 @@ struct AttentionKernels {
     return job.dropout_p < 1.0 ? static_cast<acc_t>(1.0 / (1.0 - job.dropout_p)) : acc_t(0);
   }
 
-  // x[j] *= dropout factor of element (bh, i, j0 + j).
-  static void dropout_row(const attention::Problem& job, acc_t* x, int64_t bh, int64_t i, int64_t j0, int64_t bn) {
-    const acc_t ks = keep_scale(job);
-    const uint64_t base = (static_cast<uint64_t>(bh) * job.L + i) * job.S + j0;
-    for (int64_t j = 0; j < bn; ++j)
-      x[j] *= math::dropout_keep(job.seed, base + j, job.dropout_p) ? ks : acc_t(0);
-  }
-
   // ---------------------------------------------------------------------------------------
-  // The forward: register-tiled products of our own instead of BLAS, with the scores of a
-  // tile kept transposed (keys x query rows).
-  //
-  // Why: BLAS packs both operands of every tile product, and P (the tile of probabilities)
-  // is the large one; here nothing is packed per tile. S^T = K Q^T reads K's rows in place
-  // (broadcast operand) against Q^T (transposed once per query block, the vector operand);
-  // O += P V reads P^T in place (its columns are the query rows: a broadcast per row) against
-  // V packed once per key/value head into panels of kPanel columns. For a tile with neither
-  // a mask nor the causal diagonal, the product's epilogue also gives each query column's
-  // running max, so the online softmax is one pass (exp and sum) over the tile. Measured
-  // at 4x8x{1024,4096}x64, float32, 2 threads: 1.16-1.18x PyTorch's CPU flash kernel, 1.35-1.5x
-  // causal, where the BLAS tiles were at parity (benchmarks/results/2026-11-28-cpu-attention-own-tiles*.md).
+  // The tile products. A micro-tile is kRows rows x two vectors of columns (12 accumulators
+  // of the 16 AVX2 registers): each step of the depth loads two vectors of B's row and
+  // broadcasts one element of A per row. B must have its columns contiguous (a row-major
+  // matrix, padded to whole panels, or panels packed once per head); A is read in place,
+  // row-major or transposed, so a transposed score tile is the A operand of the products
+  // that consume it as it stands.
 
   static constexpr int64_t kPanel = 2 * W;  // columns of a micro-tile (two vectors)
   static constexpr int kRows = 6;           // rows of a micro-tile: 12 accumulators
@@ -122,12 +75,12 @@ struct AttentionKernels {
   static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
   // C[i, 0:kPanel) for i < R = alpha * sum_k A(i, k) * B[k * ldb + (0:kPanel)], plus
-  // c_scale[i] * C[i, :] when c_scale is given (else C is overwritten); A(i, k) is
-  // A[i * lda + k], or A[k * lda + i] when kAT. With colmax: colmax[0:kPanel) = max(colmax,
-  // the new C's columns).
+  // c_scale[i] * C[i, :] when c_scale is given, else plus C when `add` (else C is
+  // overwritten); A(i, k) is A[i * lda + k], or A[k * lda + i] when kAT. With colmax:
+  // colmax[0:kPanel) = max(colmax, the new C's columns).
   template <int R, bool kAT>
   static void micro_tile(int64_t K, const acc_t* A, int64_t lda, const acc_t* B, int64_t ldb, acc_t* C, int64_t ldc,
-                         acc_t alpha, const acc_t* c_scale, acc_t* colmax) {
+                         acc_t alpha, const acc_t* c_scale, bool add, acc_t* colmax) {
     V acc[R][2];
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = V(acc_t(0));
@@ -149,6 +102,9 @@ struct AttentionKernels {
         const V s(c_scale[i]);
         acc[i][0] = at::vec::fmadd(acc[i][0], va, V::loadu(c) * s);
         acc[i][1] = at::vec::fmadd(acc[i][1], va, V::loadu(c + W) * s);
+      } else if (add) {
+        acc[i][0] = at::vec::fmadd(acc[i][0], va, V::loadu(c));
+        acc[i][1] = at::vec::fmadd(acc[i][1], va, V::loadu(c + W));
       } else if (alpha != acc_t(1)) {
         acc[i][0] = acc[i][0] * va;
         acc[i][1] = acc[i][1] * va;
@@ -173,7 +129,7 @@ struct AttentionKernels {
   template <bool kAT>
   static void tile_product(int64_t m, int64_t n, int64_t K, const acc_t* A, int64_t lda, const acc_t* B,
                            int64_t panel_stride, int64_t ldb, acc_t* C, int64_t ldc, acc_t alpha, const acc_t* c_scale,
-                           acc_t* colmax) {
+                           bool add, acc_t* colmax) {
     for (int64_t c = 0; c < n; c += kPanel) {
       const acc_t* Bp = B + (c / kPanel) * panel_stride;
       acc_t* cm = colmax == nullptr ? nullptr : colmax + c;
@@ -182,19 +138,19 @@ struct AttentionKernels {
         acc_t* Ci = C + i * ldc + c;
         const acc_t* cs = c_scale == nullptr ? nullptr : c_scale + i;
         switch (std::min<int64_t>(kRows, m - i)) {
-          case 6: micro_tile<6, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, cm); break;
-          case 5: micro_tile<5, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, cm); break;
-          case 4: micro_tile<4, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, cm); break;
-          case 3: micro_tile<3, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, cm); break;
-          case 2: micro_tile<2, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, cm); break;
-          default: micro_tile<1, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, cm); break;
+          case 6: micro_tile<6, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, add, cm); break;
+          case 5: micro_tile<5, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, add, cm); break;
+          case 4: micro_tile<4, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, add, cm); break;
+          case 3: micro_tile<3, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, add, cm); break;
+          case 2: micro_tile<2, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, add, cm); break;
+          default: micro_tile<1, kAT>(K, Ai, lda, Bp, ldb, Ci, ldc, alpha, cs, add, cm); break;
         }
       }
     }
   }
 
   // S^T (bn x bmp, column i = query row i0 + i, row j = key j0 + j) + the additive mask and
-  // -inf for the causally masked keys; colmax = max(colmax, the masked columns).
+  // -inf for the causally masked keys; with colmax: colmax = max(colmax, the masked columns).
   static void mask_tile(const attention::Problem& job, acc_t* St, int64_t bmp, int64_t b, int64_t h, int64_t i0,
                         int64_t bm, int64_t j0, int64_t bn, bool diagonal, acc_t* colmax) {
     const acc_t* m = job.mask == nullptr ? nullptr
@@ -221,6 +177,7 @@ struct AttentionKernels {
       }
       // Key j0 + j is masked for the rows i < j0 + j - i0.
       if (diagonal) std::fill(row, row + std::clamp<int64_t>(j0 + j - i0, 0, bmp), kNegInf);
+      if (colmax == nullptr) continue;
       for (int64_t c = 0; c < bmp; c += W) at::vec::maximum(V::loadu(colmax + c), V::loadu(row + c)).store(colmax + c);
     }
   }
@@ -242,8 +199,8 @@ struct AttentionKernels {
     const int64_t L = job.L, S = job.S, E = job.E, Ev = job.Ev, H = job.H, G = job.H / job.Hk;
     const int64_t nqb = (L + kForwardBlockM - 1) / kForwardBlockM;
     const int64_t Evp = round_up(Ev, kPanel);  // V's columns padded to whole panels (zeros)
-    // With E = 0 the scores are empty sums, 0 whatever the scale (as in BLAS, where the
-    // default scale 1/sqrt(0) = inf never multiplies them).
+    // With E = 0 the scores are empty sums, 0 whatever the scale (as PyTorch's: the
+    // default scale 1/sqrt(0) = inf must not make them 0 * inf).
     const acc_t scale = E == 0 ? acc_t(0) : static_cast<acc_t>(job.scale);
     const int64_t tm = std::min(kForwardBlockM, L), tmp = round_up(tm, kPanel), tn = std::min(kForwardBlockN, S);
     at::parallel_for(0, job.B * H * nqb, 1, [&](int64_t begin, int64_t end) {
@@ -288,7 +245,7 @@ struct AttentionKernels {
           std::copy(mx.begin(), mx.begin() + bmp, sub.begin());
           const bool diagonal = job.causal && j0 + bn - 1 > i0;  // some key j > some row i
           const bool masked = diagonal || job.mask != nullptr;
-          tile_product<false>(bn, bmp, E, K + j0 * E, E, qt.data(), kPanel, bmp, St, bmp, scale, nullptr,
+          tile_product<false>(bn, bmp, E, K + j0 * E, E, qt.data(), kPanel, bmp, St, bmp, scale, nullptr, false,
                               masked ? nullptr : sub.data());
           if (masked) mask_tile(job, St, bmp, b, h, i0, bm, j0, bn, diagonal, sub.data());
           for (int64_t c = 0; c < bmp; c += W) {
@@ -317,7 +274,7 @@ struct AttentionKernels {
           if (job.dropout_p > 0.0) dropout_tile(job, St, bmp, bh, i0, bm, j0, bn);
           // O = alpha O + P V (O starts at the first tile).
           tile_product<true>(bm, Evp, bn, St, bmp, vp.data() + j0 * kPanel, S * kPanel, kPanel, o.data(), Evp, acc_t(1),
-                             j0 == 0 ? nullptr : alpha.data(), nullptr);
+                             j0 == 0 ? nullptr : alpha.data(), false, nullptr);
         }
         scalar_t* out = static_cast<scalar_t*>(job.out) + (bh * L + i0) * Ev;
         acc_t* lse = static_cast<acc_t*>(job.lse) + bh * L + i0;
@@ -331,120 +288,159 @@ struct AttentionKernels {
     });
   }
 
-  static void backward(const attention::Backward& job, attention::GemmFn<acc_t> gemm) {
+  // Rows [0, n) of a (n, d) matrix into dst (n x dp, dp >= d), in acc_t, zero-padded.
+  static void copy_padded(const scalar_t* src, int64_t n, int64_t d, acc_t* dst, int64_t dp) {
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t c = 0; c < d; ++c) dst[r * dp + c] = static_cast<acc_t>(src[r * d + c]);
+      std::fill(dst + r * dp + d, dst + (r + 1) * dp, acc_t(0));
+    }
+  }
+
+  // The transpose of rows [0, n) of a (n, d) matrix into dst (d x np), in acc_t, its columns
+  // [n, np) zero.
+  static void copy_transposed(const scalar_t* src, int64_t n, int64_t d, acc_t* dst, int64_t np) {
+    for (int64_t c = 0; c < d; ++c) {
+      acc_t* row = dst + c * np;
+      for (int64_t r = 0; r < n; ++r) row[r] = static_cast<acc_t>(src[r * d + c]);
+      std::fill(row + n, row + np, acc_t(0));
+    }
+  }
+
+  // The backward on the forward's transposed tiles (keys x query rows), every product a
+  // register-tiled one of our own (tile_product), none packed per tile: per query block,
+  // Q^T and dO^T (the vector operands of S^T = K Q^T and dP^T = V dO^T) and Q, dO padded to
+  // whole panels (those of dK += dS^T Q and dV += P^T dO); per key/value head, K and V
+  // padded (those of dQ += dS K and, for float16/bfloat16, of O = P V).
+  static void backward(const attention::Backward& job) {
     constexpr int64_t kBlockM = kBackwardBlockM, kBlockN = kBackwardBlockN;
     const int64_t L = job.L, S = job.S, E = job.E, Ev = job.Ev, H = job.H, Hk = job.Hk, G = H / Hk;
-    const acc_t scale = static_cast<acc_t>(job.scale);
+    const int64_t Ep = round_up(E, kPanel), Evp = round_up(Ev, kPanel);
+    const acc_t scale = E == 0 ? acc_t(0) : static_cast<acc_t>(job.scale);  // as the forward's
     const bool want_q = job.grad_q != nullptr, want_k = job.grad_k != nullptr, want_v = job.grad_v != nullptr;
     const bool want_ds = want_q || want_k || job.grad_mask != nullptr;
     const bool drop = job.dropout_p > 0.0;
-    const int64_t tm = std::min(kBlockM, L), tn = std::min(kBlockN, S);  // buffers sized for this problem's tiles
+    const int64_t tm = std::min(kBlockM, L), tmp = round_up(tm, kPanel), tn = std::min(kBlockN, S);
     at::parallel_for(0, job.B * Hk, 1, [&](int64_t begin, int64_t end) {
-      AlignedBuffer<acc_t> pbuf(tm * tn), dpbuf(tm * tn), pdbuf(drop ? tm * tn : 0);
-      AlignedBuffer<acc_t> dk(want_k ? S * E : 0), dv(want_v ? S * Ev : 0), dq(want_q ? tm * E : 0), D(tm);
-      AlignedBuffer<acc_t> qf, of, gf, kf, vf, oacc(kReduced ? tm * Ev : 0);
+      AlignedBuffer<acc_t> kp(S * Ep), vp(S * Evp), dk(want_k ? S * Ep : 0), dv(want_v ? S * Evp : 0);
+      AlignedBuffer<acc_t> qt(E * tmp), qp(tm * Ep), gt(Ev * tmp), gp(tm * Evp), dq(want_q ? tm * Ep : 0);
+      AlignedBuffer<acc_t> pt(tn * tmp), dpt(tn * tmp), pdt(drop ? tn * tmp : 0), oacc(kReduced ? tm * Evp : 0);
+      AlignedBuffer<acc_t> D(tmp), sub(tmp);
       for (int64_t t = begin; t < end; ++t) {
         const int64_t b = t / Hk, kvh = t;
-        const acc_t* K = as_acc(static_cast<const scalar_t*>(job.k) + kvh * S * E, S, E, kf);
-        const acc_t* Vm = as_acc(static_cast<const scalar_t*>(job.v) + kvh * S * Ev, S, Ev, vf);
+        copy_padded(static_cast<const scalar_t*>(job.k) + kvh * S * E, S, E, kp.data(), Ep);
+        copy_padded(static_cast<const scalar_t*>(job.v) + kvh * S * Ev, S, Ev, vp.data(), Evp);
         std::fill(dk.begin(), dk.end(), acc_t(0));
         std::fill(dv.begin(), dv.end(), acc_t(0));
         for (int64_t g = 0; g < G; ++g) {
           const int64_t h = (t % Hk) * G + g, bh = b * H + h;
           for (int64_t i0 = 0; i0 < L; i0 += kBlockM) {
-            const int64_t bm = std::min(kBlockM, L - i0);
-            const acc_t* Q = as_acc(static_cast<const scalar_t*>(job.q) + (bh * L + i0) * E, bm, E, qf);
-            const acc_t* dO = as_acc(static_cast<const scalar_t*>(job.grad_out) + (bh * L + i0) * Ev, bm, Ev, gf);
-            const acc_t* Ob = kReduced ? nullptr : as_acc(static_cast<const scalar_t*>(job.out) + (bh * L + i0) * Ev, bm, Ev, of);
+            const int64_t bm = std::min(kBlockM, L - i0), bmp = round_up(bm, kPanel);
+            const scalar_t* Q = static_cast<const scalar_t*>(job.q) + (bh * L + i0) * E;
+            const scalar_t* dO = static_cast<const scalar_t*>(job.grad_out) + (bh * L + i0) * Ev;
+            copy_transposed(Q, bm, E, qt.data(), bmp);
+            copy_transposed(dO, bm, Ev, gt.data(), bmp);
+            copy_padded(Q, bm, E, qp.data(), Ep);
+            copy_padded(dO, bm, Ev, gp.data(), Evp);
+            // What the exp subtracts: the row's log-sum-exp; +inf for a row that attends to
+            // nothing (lse -inf: its probabilities are 0) and for the padding columns.
             const acc_t* lse = static_cast<const acc_t*>(job.lse) + bh * L + i0;
+            for (int64_t i = 0; i < bmp; ++i)
+              sub[i] = i < bm && lse[i] != kNegInf ? lse[i] : std::numeric_limits<acc_t>::infinity();
             const int64_t jend = key_end(job, i0, bm);
+            // P^T of the tile [j0, j0 + bn) into pt (after dropout into pdt when there is one).
+            auto probs_t = [&](int64_t j0, int64_t bn) {
+              acc_t* Pt = pt.data();
+              tile_product<false>(bn, bmp, E, kp.data() + j0 * Ep, Ep, qt.data(), kPanel, bmp, Pt, bmp, scale, nullptr,
+                                  false, nullptr);
+              if (job.mask != nullptr || (job.causal && j0 + bn - 1 > i0))
+                mask_tile(job, Pt, bmp, b, h, i0, bm, j0, bn, job.causal && j0 + bn - 1 > i0, nullptr);
+              for (int64_t j = 0; j < bn; ++j) {
+                acc_t* row = Pt + j * bmp;
+                for (int64_t c = 0; c < bmp; c += W) ex(V::loadu(row + c) - V::loadu(sub.data() + c)).store(row + c);
+              }
+              if (drop) {
+                std::copy(Pt, Pt + bn * bmp, pdt.data());
+                dropout_tile(job, pdt.data(), bmp, bh, i0, bm, j0, bn);
+              }
+            };
+            // D_i = dot(dO_i, O_i), O the output in acc_t: for float16/bfloat16 recomputed
+            // (the rounded output would make dp - D cancel), O = sum over tiles P_dropped V.
+            const acc_t* Ob = nullptr;
+            int64_t ldo = Ev;
             if constexpr (kReduced) {
-              // The output rounded to float16/bfloat16 would make D inexact, and dp - D
-              // cancels: the output is recomputed in acc_t (two more GEMMs per tile).
-              std::fill(oacc.begin(), oacc.end(), acc_t(0));
               for (int64_t j0 = 0; j0 < jend; j0 += kBlockN) {
                 const int64_t bn = std::min(kBlockN, jend - j0);
-                acc_t* P = pbuf.data();
-                probs(job, P, Q, K, b, h, bh, i0, bm, j0, bn, lse, gemm, /*dropped=*/true);
-                gemm(false, false, bm, Ev, bn, acc_t(1), P, bn, Vm + j0 * Ev, Ev, acc_t(1), oacc.data(), Ev);
+                probs_t(j0, bn);
+                tile_product<true>(bm, Evp, bn, drop ? pdt.data() : pt.data(), bmp, vp.data() + j0 * Evp, kPanel, Evp,
+                                   oacc.data(), Evp, acc_t(1), nullptr, j0 > 0, nullptr);
               }
+              if (jend == 0) std::fill(oacc.begin(), oacc.end(), acc_t(0));
               Ob = oacc.data();
+              ldo = Evp;
+            } else {
+              Ob = static_cast<const acc_t*>(job.out) + (bh * L + i0) * Ev;
             }
-            for (int64_t r = 0; r < bm; ++r) {  // D_i = dot(dO_i, O_i)
+            for (int64_t i = 0; i < bmp; ++i) {
               acc_t d = 0;
-              for (int64_t c = 0; c < Ev; ++c) d += dO[r * Ev + c] * Ob[r * Ev + c];
-              D[r] = d;
+              if (i < bm)
+                for (int64_t c = 0; c < Ev; ++c) d += gp[i * Evp + c] * Ob[i * ldo + c];
+              D[i] = d;
             }
             if (want_q) std::fill(dq.begin(), dq.end(), acc_t(0));
             for (int64_t j0 = 0; j0 < jend; j0 += kBlockN) {
               const int64_t bn = std::min(kBlockN, jend - j0);
-              acc_t* P = pbuf.data();
-              acc_t* dP = dpbuf.data();
-              probs(job, P, Q, K, b, h, bh, i0, bm, j0, bn, lse, gemm, /*dropped=*/false);
-              const acc_t* Pd = P;  // the probabilities after dropout
-              if (drop) {
-                std::copy(P, P + bm * bn, pdbuf.data());
-                for (int64_t r = 0; r < bm; ++r) dropout_row(job, pdbuf.data() + r * bn, bh, i0 + r, j0, bn);
-                Pd = pdbuf.data();
-              }
-              if (want_v) gemm(true, false, bn, Ev, bm, acc_t(1), Pd, bn, dO, Ev, acc_t(1), dv.data() + j0 * Ev, Ev);
+              probs_t(j0, bn);
+              const acc_t* Pt = pt.data();
+              const acc_t* Pdt = drop ? pdt.data() : Pt;  // the probabilities after dropout
+              // dV[j0:] += Pd^T dO
+              if (want_v)
+                tile_product<false>(bn, Evp, bm, Pdt, bmp, gp.data(), kPanel, Evp, dv.data() + j0 * Evp, Evp, acc_t(1),
+                                    nullptr, true, nullptr);
               if (!want_ds) continue;
-              gemm(false, true, bm, bn, Ev, acc_t(1), dO, Ev, Vm + j0 * Ev, Ev, acc_t(0), dP, bn);
-              for (int64_t r = 0; r < bm; ++r) {
-                acc_t* dprow = dP + r * bn;
-                if (drop) dropout_row(job, dprow, bh, i0 + r, j0, bn);
-                score_grad_row(P + r * bn, dprow, bn, D[r]);
-                if (job.grad_mask != nullptr) {
-                  acc_t* gm = static_cast<acc_t*>(job.grad_mask) + (bh * L + i0 + r) * S + j0;
-                  std::copy(dprow, dprow + bn, gm);
-                }
+              // dP^T = V dO^T, then dS^T = P^T (dP^T - D) (dropout's factors on dP first).
+              acc_t* dSt = dpt.data();
+              tile_product<false>(bn, bmp, Ev, vp.data() + j0 * Evp, Evp, gt.data(), kPanel, bmp, dSt, bmp, acc_t(1),
+                                  nullptr, false, nullptr);
+              if (drop) dropout_tile(job, dSt, bmp, bh, i0, bm, j0, bn);
+              for (int64_t j = 0; j < bn; ++j) {
+                acc_t* row = dSt + j * bmp;
+                const acc_t* prow = Pt + j * bmp;
+                for (int64_t c = 0; c < bmp; c += W)
+                  (V::loadu(prow + c) * (V::loadu(row + c) - V::loadu(D.data() + c))).store(row + c);
               }
-              if (want_q) gemm(false, false, bm, E, bn, scale, dP, bn, K + j0 * E, E, acc_t(1), dq.data(), E);
-              if (want_k) gemm(true, false, bn, E, bm, scale, dP, bn, Q, E, acc_t(1), dk.data() + j0 * E, E);
+              if (job.grad_mask != nullptr) {  // the score gradient, (L, S) rows of this head
+                acc_t* gm = static_cast<acc_t*>(job.grad_mask) + (bh * L + i0) * S + j0;
+                for (int64_t i = 0; i < bm; ++i)
+                  for (int64_t j = 0; j < bn; ++j) gm[i * S + j] = dSt[j * bmp + i];
+              }
+              // dQ += scale dS K; dK[j0:] += scale dS^T Q
+              if (want_q)
+                tile_product<true>(bm, Ep, bn, dSt, bmp, kp.data() + j0 * Ep, kPanel, Ep, dq.data(), Ep, scale, nullptr,
+                                   true, nullptr);
+              if (want_k)
+                tile_product<false>(bn, Ep, bm, dSt, bmp, qp.data(), kPanel, Ep, dk.data() + j0 * Ep, Ep, scale,
+                                    nullptr, true, nullptr);
             }
             if (want_q) {
-              scalar_t* gq = static_cast<scalar_t*>(job.grad_q) + (bh * L + i0) * E;
               // Keys beyond the causal end contribute nothing; dq holds the full row.
-              for (int64_t n = 0; n < bm * E; ++n) gq[n] = static_cast<scalar_t>(dq[n]);
+              scalar_t* gq = static_cast<scalar_t*>(job.grad_q) + (bh * L + i0) * E;
+              for (int64_t i = 0; i < bm; ++i)
+                for (int64_t c = 0; c < E; ++c) gq[i * E + c] = static_cast<scalar_t>(dq[i * Ep + c]);
             }
           }
         }
         if (want_k) {
           scalar_t* gk = static_cast<scalar_t*>(job.grad_k) + kvh * S * E;
-          for (int64_t n = 0; n < S * E; ++n) gk[n] = static_cast<scalar_t>(dk[n]);
+          for (int64_t j = 0; j < S; ++j)
+            for (int64_t c = 0; c < E; ++c) gk[j * E + c] = static_cast<scalar_t>(dk[j * Ep + c]);
         }
         if (want_v) {
           scalar_t* gv = static_cast<scalar_t*>(job.grad_v) + kvh * S * Ev;
-          for (int64_t n = 0; n < S * Ev; ++n) gv[n] = static_cast<scalar_t>(dv[n]);
+          for (int64_t j = 0; j < S; ++j)
+            for (int64_t c = 0; c < Ev; ++c) gv[j * Ev + c] = static_cast<scalar_t>(dv[j * Evp + c]);
         }
       }
     });
-  }
-
-  // P (bm x bn) = the attention probabilities of a tile from the saved log-sum-exp
-  // (math::prob_from_lse, vectorised), after dropout when `dropped`.
-  static void probs(const attention::Problem& job, acc_t* P, const acc_t* Q, const acc_t* K, int64_t b, int64_t h,
-                    int64_t bh, int64_t i0, int64_t bm, int64_t j0, int64_t bn, const acc_t* lse,
-                    attention::GemmFn<acc_t> gemm, bool dropped) {
-    gemm(false, true, bm, bn, job.E, static_cast<acc_t>(job.scale), Q, job.E, K + j0 * job.E, job.E, acc_t(0), P, bn);
-    for (int64_t r = 0; r < bm; ++r) {
-      acc_t* prow = P + r * bn;
-      mask_row(job, prow, b, h, i0 + r, j0, bn);
-      if (lse[r] == kNegInf) {
-        std::fill(prow, prow + bn, acc_t(0));
-      } else {
-        exp_sum(prow, bn, lse[r]);
-      }
-      if (dropped && job.dropout_p > 0.0) dropout_row(job, prow, bh, i0 + r, j0, bn);
-    }
-  }
-
-  // dp[j] = p[j] * (dp[j] - D) (math::score_grad, vectorised).
-  static void score_grad_row(const acc_t* p, acc_t* dp, int64_t n, acc_t D) {
-    int64_t j = 0;
-    const V vd(D);
-    for (; j + W <= n; j += W) (V::loadu(p + j) * (V::loadu(dp + j) - vd)).store(dp + j);
-    for (; j < n; ++j) dp[j] = math::score_grad(p[j], dp[j], D);
   }
 };
 
@@ -456,17 +452,17 @@ void attention_forward(const attention::Forward& job) {
 }
 
 template <typename scalar_t>
-void attention_backward(const attention::Backward& job, attention::GemmFn<at::opmath_type<scalar_t>> gemm) {
-  AttentionKernels<scalar_t>::backward(job, gemm);
+void attention_backward(const attention::Backward& job) {
+  AttentionKernels<scalar_t>::backward(job);
 }
 
 template void attention_forward<double>(const attention::Forward&);
 template void attention_forward<float>(const attention::Forward&);
 template void attention_forward<c10::BFloat16>(const attention::Forward&);
 template void attention_forward<c10::Half>(const attention::Forward&);
-template void attention_backward<double>(const attention::Backward&, attention::GemmFn<double>);
-template void attention_backward<float>(const attention::Backward&, attention::GemmFn<float>);
-template void attention_backward<c10::BFloat16>(const attention::Backward&, attention::GemmFn<float>);
-template void attention_backward<c10::Half>(const attention::Backward&, attention::GemmFn<float>);
+template void attention_backward<double>(const attention::Backward&);
+template void attention_backward<float>(const attention::Backward&);
+template void attention_backward<c10::BFloat16>(const attention::Backward&);
+template void attention_backward<c10::Half>(const attention::Backward&);
 
 }  // namespace torch_ops::cpu::TORCH_OPS_ISA

@@ -108,17 +108,7 @@ at::Tensor scaled_dot_product_attention(const at::Tensor& query, const at::Tenso
 
 }  // namespace torch_ops::attention
 
-// The CPU kernels (csrc/cpu/kernels/attention.h, one variant per instruction set). The
-// forward's tile products are its own; the backward's GEMMs are the caller's (BLAS through
-// ATen): c = alpha * op(a) op(b) + beta * c on acc_t matrices, row-major with leading
-// dimensions; trans_a / trans_b read a / b transposed.
-namespace torch_ops::attention {
-template <typename acc_t>
-using GemmFn = void (*)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, acc_t alpha, const acc_t* a,
-                        int64_t lda, const acc_t* b, int64_t ldb, acc_t beta, acc_t* c, int64_t ldc);
-}
+// The CPU kernels (csrc/cpu/kernels/attention.h, one variant per instruction set).
 TORCH_OPS_DECLARE_CPU_KERNEL(
     template <typename scalar_t> void attention_forward(const torch_ops::attention::Forward& job);
-    template <typename scalar_t> void attention_backward(
-        const torch_ops::attention::Backward& job,
-        torch_ops::attention::GemmFn<at::opmath_type<scalar_t>> gemm);)
+    template <typename scalar_t> void attention_backward(const torch_ops::attention::Backward& job);)
