@@ -16,7 +16,7 @@
 // Why not BLAS: BLAS packs both operands of every call, and the large one is the tile of
 // probabilities (or of score gradients), which exists only for that call. With BLAS tiles
 // (MKL, the calls PyTorch's own CPU flash kernel makes) the forward was at parity with
-// PyTorch; with these it is 1.2-1.6x (benchmarks/results/2026-11-28-cpu-attention-own-tiles*.md).
+// PyTorch; with these it is 1.1-1.6x (benchmarks/results/2026-11-28-cpu-attention-own-tiles*.md).
 
 namespace torch_ops::cpu::TORCH_OPS_ISA {
 namespace {
@@ -406,7 +406,7 @@ struct AttentionKernels {
                 acc_t* row = dSt + j * bmp;
                 const acc_t* prow = Pt + j * bmp;
                 for (int64_t c = 0; c < bmp; c += W)
-                  (V::loadu(prow + c) * (V::loadu(row + c) - V::loadu(D.data() + c))).store(row + c);
+                  math::score_grad(V::loadu(prow + c), V::loadu(row + c), V::loadu(D.data() + c)).store(row + c);
               }
               if (job.grad_mask != nullptr) {  // the score gradient, (L, S) rows of this head
                 acc_t* gm = static_cast<acc_t*>(job.grad_mask) + (bh * L + i0) * S + j0;
