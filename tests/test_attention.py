@@ -180,9 +180,12 @@ def test_sdpa_cpu_forward_tiles(dtype):
     that cross every boundary of the tiles (64 query rows, 256 keys) and of the micro-tiles
     (6 rows, 2 vectors of columns), GQA included: no mask (the column max from the product),
     causal (the diagonal tiles), a full float mask (gathered per query row), a key-padding
-    mask (one row broadcast over the queries), and dropout with p -> 0 against none."""
+    mask (one row broadcast over the queries), and dropout with p -> 0 against none. Fewer
+    query rows than half a micro-tile's columns (decoding) go row by row: L = 1 and 3, with
+    head dims that leave vector tails."""
     torch.manual_seed(2)
-    for L, S, E, Ev in ((1, 1, 3, 1), (5, 7, 8, 16), (63, 257, 24, 17), (65, 256, 16, 40), (130, 600, 32, 64), (300, 70, 8, 9)):
+    for L, S, E, Ev in ((1, 1, 3, 1), (1, 300, 20, 12), (3, 300, 20, 12), (5, 7, 8, 16), (63, 257, 24, 17),
+                        (65, 256, 16, 40), (130, 600, 32, 64), (300, 70, 8, 9)):  # fmt: skip
         q, k, v = _rand(2, 4, L, E, dtype=dtype, grad=False), _rand(2, 2, S, E, dtype=dtype, grad=False), _rand(2, 2, S, Ev, dtype=dtype, grad=False)
         pad = torch.rand(2, 1, 1, S) > 0.2
         pad[..., 0] = True  # every row attends to something

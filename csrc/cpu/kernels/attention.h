@@ -195,6 +195,81 @@ struct AttentionKernels {
     }
   }
 
+  // One query row i (q: its E values in acc_t) against K and V (acc_t, rows in place):
+  // the scores of a tile of keys by dot products over E into `s`; the
+  // online softmax along the row; the output by axpys over V's rows into `o`. Each key is
+  // read once per row and nothing is packed.
+  static void forward_row(const attention::Forward& job, int64_t b, int64_t h, int64_t bh, int64_t i, const acc_t* q,
+                          const acc_t* K, const acc_t* Vm, acc_t scale, AlignedBuffer<acc_t>& sbuf,
+                          AlignedBuffer<acc_t>& obuf) {
+    const int64_t S = job.S, E = job.E, Ev = job.Ev, jend = key_end(job, i, 1);
+    const int64_t bN = kForwardBlockN;
+    if (static_cast<int64_t>(sbuf.size()) < std::min(bN, S)) sbuf.resize(std::min(bN, S));
+    if (static_cast<int64_t>(obuf.size()) < Ev) obuf.resize(Ev);
+    acc_t* s = sbuf.data();
+    acc_t* o = obuf.data();
+    std::fill(o, o + Ev, acc_t(0));
+    acc_t m = kNegInf, l = 0;
+    const auto dot = [&](const acc_t* k) {
+      int64_t e = 0;
+      V acc(acc_t(0));
+      for (; e + W <= E; e += W) acc = at::vec::fmadd(V::loadu(q + e), V::loadu(k + e), acc);
+      acc_t d = at::vec::vec_reduce_all<acc_t>([](V& x, V& y) { return x + y; }, acc);
+      for (; e < E; ++e) d += q[e] * k[e];
+      return d;
+    };
+    for (int64_t j0 = 0; j0 < jend; j0 += bN) {
+      const int64_t bn = std::min(bN, jend - j0);
+      for (int64_t j = 0; j < bn; ++j) s[j] = scale * dot(K + (j0 + j) * E);
+      if (job.mask != nullptr) {
+        const acc_t* mrow =
+            static_cast<const acc_t*>(job.mask) + b * job.mask_sb + h * job.mask_sh + i * job.mask_sl + j0;
+        for (int64_t j = 0; j < bn; ++j) s[j] += mrow[j];
+      }
+      acc_t m_new = m;
+      for (int64_t j = 0; j < bn; ++j) m_new = std::max(m_new, s[j]);
+      if (m_new == kNegInf) continue;  // nothing attended to yet: p = 0
+      int64_t j = 0;
+      acc_t sum = 0;
+      {
+        V vs(acc_t(0));
+        const V vm(m_new);
+        for (; j + W <= bn; j += W) {
+          const V e = ex(V::loadu(s + j) - vm);
+          e.store(s + j);
+          vs += e;
+        }
+        sum = at::vec::vec_reduce_all<acc_t>([](V& x, V& y) { return x + y; }, vs);
+      }
+      for (; j < bn; ++j) {
+        s[j] = std::exp(s[j] - m_new);
+        sum += s[j];
+      }
+      const acc_t alpha = std::exp(m - m_new);  // 0 when the old max was -inf
+      if (alpha != acc_t(1))
+        for (int64_t c = 0; c < Ev; ++c) o[c] *= alpha;
+      l = l * alpha + sum;
+      m = m_new;
+      if (job.dropout_p > 0.0) {
+        const acc_t ks = keep_scale(job);
+        const uint64_t base = (static_cast<uint64_t>(bh) * job.L + i) * S + j0;
+        for (int64_t jj = 0; jj < bn; ++jj) s[jj] *= math::dropout_keep(job.seed, base + jj, job.dropout_p) ? ks : acc_t(0);
+      }
+      for (int64_t jj = 0; jj < bn; ++jj) {
+        const acc_t* vrow = Vm + (j0 + jj) * Ev;
+        const V p(s[jj]);
+        int64_t c = 0;
+        for (; c + W <= Ev; c += W) at::vec::fmadd(p, V::loadu(vrow + c), V::loadu(o + c)).store(o + c);
+        for (; c < Ev; ++c) o[c] += s[jj] * vrow[c];
+      }
+    }
+    const bool any = l > acc_t(0);
+    const acc_t inv = any ? acc_t(1) / l : acc_t(0);
+    scalar_t* out = static_cast<scalar_t*>(job.out) + (bh * job.L + i) * Ev;
+    for (int64_t c = 0; c < Ev; ++c) out[c] = static_cast<scalar_t>(o[c] * inv);
+    static_cast<acc_t*>(job.lse)[bh * job.L + i] = any ? m + std::log(l) : kNegInf;
+  }
+
   static void forward(const attention::Forward& job) {
     const int64_t L = job.L, S = job.S, E = job.E, Ev = job.Ev, H = job.H, G = job.H / job.Hk;
     const int64_t nqb = (L + kForwardBlockM - 1) / kForwardBlockM;
@@ -203,18 +278,32 @@ struct AttentionKernels {
     // default scale 1/sqrt(0) = inf must not make them 0 * inf).
     const acc_t scale = E == 0 ? acc_t(0) : static_cast<acc_t>(job.scale);
     const int64_t tm = std::min(kForwardBlockM, L), tmp = round_up(tm, kPanel), tn = std::min(kForwardBlockN, S);
+    // A few query rows (decoding: a new token against a long cache) would leave most columns
+    // of a transposed tile padding (15 of 16 for one row): they go row by row (forward_row).
+    const bool by_rows = 2 * L < kPanel;
     at::parallel_for(0, job.B * H * nqb, 1, [&](int64_t begin, int64_t end) {
       // vp: the packed V of one key/value head (kf: its K in acc_t, for float16/bfloat16);
       // qt: Q^T of the query block, its columns padded with zeros to bmp; st: S^T of a tile;
       // o: the unnormalised output; mx, l: each query column's running max and sum; alpha:
       // the factor of the old accumulators when the max moves; sub: what the exp subtracts.
-      AlignedBuffer<acc_t> vp(S * Evp), kf, qt(E * tmp), st(tn * tmp), o(tm * Evp), mx(tmp), l(tmp), alpha(tmp),
-          sub(tmp);
+      AlignedBuffer<acc_t> vp(by_rows ? 0 : S * Evp), kf, vf, qt(E * tmp), st(tn * tmp), o(tm * Evp), mx(tmp), l(tmp),
+          alpha(tmp), sub(tmp);
       int64_t packed = -1;  // the key/value head in vp (and kf)
       const acc_t* K = nullptr;  // its keys in acc_t
+      const acc_t* Vr = nullptr;  // by rows: its values in acc_t
       for (int64_t t = begin; t < end; ++t) {
         const int64_t bh = t / nqb, i0 = (t % nqb) * kForwardBlockM, bm = std::min(kForwardBlockM, L - i0);
         const int64_t bmp = round_up(bm, kPanel), b = bh / H, h = bh % H, kvh = b * job.Hk + h / G;
+        if (by_rows) {
+          if (kvh != packed) {
+            K = as_acc(static_cast<const scalar_t*>(job.k) + kvh * S * E, S, E, kf);
+            Vr = as_acc(static_cast<const scalar_t*>(job.v) + kvh * S * Ev, S, Ev, vf);
+            packed = kvh;
+          }
+          const acc_t* Q = as_acc(static_cast<const scalar_t*>(job.q) + (bh * L + i0) * E, bm, E, qt);
+          for (int64_t r = 0; r < bm; ++r) forward_row(job, b, h, bh, i0 + r, Q + r * E, K, Vr, scale, st, o);
+          continue;
+        }
         if (kvh != packed) {  // consecutive tasks share a head: packed once per head and thread
           const scalar_t* Kh = static_cast<const scalar_t*>(job.k) + kvh * S * E;
           const scalar_t* Vh = static_cast<const scalar_t*>(job.v) + kvh * S * Ev;
