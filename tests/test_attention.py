@@ -334,9 +334,10 @@ def test_dropout_is_seeded_and_regenerated():
     torch.testing.assert_close(SDPA(q, k, v, dropout_p=1.0), torch.zeros(2, 2, 8, 40))
 
 
-def test_dropout_backward_uses_the_forward_mask():
+@pytest.mark.parametrize("L", [6, 2])  # CPU: L = 2 takes the forward's row-by-row path, the backward's tiles
+def test_dropout_backward_uses_the_forward_mask(L):
     torch.manual_seed(8)
-    q, k, v = _rand(1, 2, 6, 4, dtype=torch.float64), _rand(1, 2, 9, 4, dtype=torch.float64), _rand(1, 2, 9, 3, dtype=torch.float64)
+    q, k, v = _rand(1, 2, L, 4, dtype=torch.float64), _rand(1, 2, 9, 4, dtype=torch.float64), _rand(1, 2, 9, 3, dtype=torch.float64)
     seed = torch.tensor(99)
     out = torch.ops.torch_ops.scaled_dot_product_attention(q, k, v, None, 0.4, False, seed=seed)
     # the same result written out: weights * keep / (1 - p), with the kernels' own mask

@@ -149,6 +149,24 @@ struct AttentionKernels {
     }
   }
 
+  // Rows [0, n) of a (n, d) matrix into dst (n x dp, dp >= d), in acc_t, zero-padded.
+  static void copy_padded(const scalar_t* src, int64_t n, int64_t d, acc_t* dst, int64_t dp) {
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t c = 0; c < d; ++c) dst[r * dp + c] = static_cast<acc_t>(src[r * d + c]);
+      std::fill(dst + r * dp + d, dst + (r + 1) * dp, acc_t(0));
+    }
+  }
+
+  // The transpose of rows [0, n) of a (n, d) matrix into dst (d x np), in acc_t, its columns
+  // [n, np) zero.
+  static void copy_transposed(const scalar_t* src, int64_t n, int64_t d, acc_t* dst, int64_t np) {
+    for (int64_t c = 0; c < d; ++c) {
+      acc_t* row = dst + c * np;
+      for (int64_t r = 0; r < n; ++r) row[r] = static_cast<acc_t>(src[r * d + c]);
+      std::fill(row + n, row + np, acc_t(0));
+    }
+  }
+
   // S^T (bn x bmp, column i = query row i0 + i, row j = key j0 + j) + the additive mask and
   // -inf for the causally masked keys; with colmax: colmax = max(colmax, the masked columns).
   static void mask_tile(const attention::Problem& job, acc_t* St, int64_t bmp, int64_t b, int64_t h, int64_t i0,
@@ -250,11 +268,7 @@ struct AttentionKernels {
         for (int64_t c = 0; c < Ev; ++c) o[c] *= alpha;
       l = l * alpha + sum;
       m = m_new;
-      if (job.dropout_p > 0.0) {
-        const acc_t ks = keep_scale(job);
-        const uint64_t base = (static_cast<uint64_t>(bh) * job.L + i) * S + j0;
-        for (int64_t jj = 0; jj < bn; ++jj) s[jj] *= math::dropout_keep(job.seed, base + jj, job.dropout_p) ? ks : acc_t(0);
-      }
+      if (job.dropout_p > 0.0) dropout_tile(job, s, /*bmp=*/1, bh, i, /*bm=*/1, j0, bn);  // a one-column tile
       for (int64_t jj = 0; jj < bn; ++jj) {
         const acc_t* vrow = Vm + (j0 + jj) * Ev;
         const V p(s[jj]);
@@ -318,12 +332,7 @@ struct AttentionKernels {
           K = as_acc(Kh, S, E, kf);
           packed = kvh;
         }
-        const scalar_t* Q = static_cast<const scalar_t*>(job.q) + (bh * L + i0) * E;
-        for (int64_t e = 0; e < E; ++e) {
-          acc_t* row = qt.data() + e * bmp;
-          for (int64_t r = 0; r < bm; ++r) row[r] = static_cast<acc_t>(Q[r * E + e]);
-          std::fill(row + bm, row + bmp, acc_t(0));
-        }
+        copy_transposed(static_cast<const scalar_t*>(job.q) + (bh * L + i0) * E, bm, E, qt.data(), bmp);
         std::fill(mx.begin(), mx.end(), kNegInf);
         std::fill(l.begin(), l.end(), acc_t(0));
         const int64_t jend = key_end(job, i0, bm);
@@ -377,24 +386,6 @@ struct AttentionKernels {
     });
   }
 
-  // Rows [0, n) of a (n, d) matrix into dst (n x dp, dp >= d), in acc_t, zero-padded.
-  static void copy_padded(const scalar_t* src, int64_t n, int64_t d, acc_t* dst, int64_t dp) {
-    for (int64_t r = 0; r < n; ++r) {
-      for (int64_t c = 0; c < d; ++c) dst[r * dp + c] = static_cast<acc_t>(src[r * d + c]);
-      std::fill(dst + r * dp + d, dst + (r + 1) * dp, acc_t(0));
-    }
-  }
-
-  // The transpose of rows [0, n) of a (n, d) matrix into dst (d x np), in acc_t, its columns
-  // [n, np) zero.
-  static void copy_transposed(const scalar_t* src, int64_t n, int64_t d, acc_t* dst, int64_t np) {
-    for (int64_t c = 0; c < d; ++c) {
-      acc_t* row = dst + c * np;
-      for (int64_t r = 0; r < n; ++r) row[r] = static_cast<acc_t>(src[r * d + c]);
-      std::fill(row + n, row + np, acc_t(0));
-    }
-  }
-
   // The backward on the forward's transposed tiles (keys x query rows), every product a
   // register-tiled one of our own (tile_product), none packed per tile: per query block,
   // Q^T and dO^T (the vector operands of S^T = K Q^T and dP^T = V dO^T) and Q, dO padded to
@@ -441,8 +432,8 @@ struct AttentionKernels {
               acc_t* Pt = pt.data();
               tile_product<false>(bn, bmp, E, kp.data() + j0 * Ep, Ep, qt.data(), kPanel, bmp, Pt, bmp, scale, nullptr,
                                   false, nullptr);
-              if (job.mask != nullptr || (job.causal && j0 + bn - 1 > i0))
-                mask_tile(job, Pt, bmp, b, h, i0, bm, j0, bn, job.causal && j0 + bn - 1 > i0, nullptr);
+              const bool diagonal = job.causal && j0 + bn - 1 > i0;  // some key j > some row i
+              if (job.mask != nullptr || diagonal) mask_tile(job, Pt, bmp, b, h, i0, bm, j0, bn, diagonal, nullptr);
               for (int64_t j = 0; j < bn; ++j) {
                 acc_t* row = Pt + j * bmp;
                 for (int64_t c = 0; c < bmp; c += W) ex(V::loadu(row + c) - V::loadu(sub.data() + c)).store(row + c);
